@@ -1,0 +1,1 @@
+"""Network definitions (Flax linen, NHWC). One model per file."""

@@ -1,0 +1,1 @@
+"""Training objectives (losses and regularisers), kept apart from the models."""
