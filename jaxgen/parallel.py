@@ -1,0 +1,71 @@
+"""Device layout, decided here and only here.
+
+One mesh axis, 'data': the batch is split over it and the train state (parameters, optimizer
+state, EMA) is replicated. To shard parameters later (FSDP), change `state_sharding` alone:
+the training loop passes its result to `jax.jit` as in/out shardings and never builds a
+sharding itself.
+"""
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from jaxgen.errors import UserError
+
+DATA_AXIS = 'data'
+
+
+def initialize_distributed(coordinator_address=None, num_processes=None, process_id=None):
+  """Joins a multi-process job (`jax.distributed.initialize`).
+
+  With explicit arguments, uses them (e.g. two processes on one host, or a cluster JAX does
+  not detect). Without, lets JAX auto-detect the cluster (Cloud TPU, SLURM, Open MPI, ...) and
+  stays single-process where there is none.
+  """
+  if coordinator_address or num_processes or process_id is not None:
+    if not (coordinator_address and num_processes and process_id is not None):
+      raise UserError('multi-process needs all of --coordinator_address, --num_processes and '
+                      '--process_id (or none of them, for auto-detection)')
+    jax.distributed.initialize(coordinator_address, num_processes, process_id)
+    return
+  try:
+    jax.distributed.initialize()
+  except (ValueError, RuntimeError):
+    pass  # No cluster detected: a single-process run.
+
+
+def create_mesh():
+  """A 1-D mesh over every device of every process."""
+  return Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
+
+
+def batch_sharding(mesh):
+  """Leading (batch) dimension split over the data axis."""
+  return NamedSharding(mesh, P(DATA_AXIS))
+
+
+def replicated(mesh):
+  return NamedSharding(mesh, P())
+
+
+def state_sharding(mesh, state):
+  """Sharding of every leaf of the train state: replicated (data parallelism)."""
+  return jax.tree.map(lambda _: replicated(mesh), state)
+
+
+def check_batch_size(global_batch_size, mesh):
+  n = mesh.devices.size
+  if global_batch_size % n:
+    raise UserError(f'train.batch_size={global_batch_size} is not divisible by the {n} devices: '
+                    f'use a multiple of {n}')
+
+
+def global_batch(local_batch, mesh):
+  """Assembles each process's rows into global arrays sharded over the data axis."""
+  sharding = batch_sharding(mesh)
+
+  def to_global(x):
+    shape = (x.shape[0] * jax.process_count(),) + x.shape[1:]
+    return jax.make_array_from_process_local_data(sharding, x, shape)
+
+  return jax.tree.map(to_global, local_batch)

@@ -1,0 +1,79 @@
+"""What a run shows: TensorBoard scalars and images, PNG sample grids, the progress bar.
+
+Only process 0 writes; other processes get no-op writers, so callers need no `if`.
+"""
+
+import math
+import os
+import sys
+
+import numpy as np
+from PIL import Image
+
+
+def image_grid(images, columns=None):
+  """[N, H, W, C] floats in [-1, 1] (or uint8) → one uint8 [rows·H, cols·W, C] grid."""
+  images = np.asarray(images)
+  if images.dtype != np.uint8:
+    images = np.clip(np.round((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
+  n, h, w, c = images.shape
+  columns = columns or int(math.ceil(math.sqrt(n)))
+  rows = int(math.ceil(n / columns))
+  grid = np.zeros((rows * h, columns * w, c), np.uint8)
+  for i, image in enumerate(images):
+    r, col = divmod(i, columns)
+    grid[r * h:(r + 1) * h, col * w:(col + 1) * w] = image
+  return grid
+
+
+def save_png(grid, path):
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = path + '.tmp.png'
+  Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(tmp)
+  os.replace(tmp, path)
+
+
+class Writer:
+  """TensorBoard (tensorboardX) scalars and images under DIR/tensorboard, and PNG grids."""
+
+  def __init__(self, workdir, enabled=True):
+    self.enabled = enabled
+    self.workdir = workdir
+    self._tb = None
+    if enabled:
+      from tensorboardX import SummaryWriter
+      self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'), flush_secs=30)
+
+  def scalars(self, step, values):
+    if self.enabled:
+      for name, value in values.items():
+        self._tb.add_scalar(name, float(value), step)
+
+  def images(self, step, name, images, png_name=None):
+    """Logs a grid of `images` ([N, H, W, C] in [-1, 1]) and saves DIR/samples/<png_name>."""
+    if not self.enabled:
+      return
+    grid = image_grid(images)
+    self._tb.add_image(name, grid, step, dataformats='HWC')
+    if png_name:
+      save_png(grid, os.path.join(self.workdir, 'samples', png_name))
+
+  def text(self, step, name, text):
+    if self.enabled:
+      self._tb.add_text(name, text, step)
+
+  def flush(self):
+    if self.enabled:
+      self._tb.flush()
+
+  def close(self):
+    if self.enabled:
+      self._tb.close()
+
+
+def progress_bar(total, initial, enabled=True):
+  """A tqdm bar over steps with ETA; on a non-terminal it redraws at most every 30 s."""
+  from tqdm import tqdm
+  interactive = sys.stderr.isatty()
+  return tqdm(total=total, initial=initial, disable=not enabled, unit='step', dynamic_ncols=True,
+              mininterval=0.5 if interactive else 30.0, smoothing=0.1, file=sys.stderr)

@@ -1,0 +1,92 @@
+"""Shared helpers: a tiny DCGAN config, running `jaxgen.main`, reading TensorBoard events."""
+
+import glob
+import os
+import struct
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(REPO, 'configs'))
+
+# Overrides that make configs/dcgan.py tiny: 16×16, 8 base channels, batch 8, 6 steps.
+TINY = {
+    'data.resolution': 16, 'data.num_images': 256, 'data.num_threads': 1,
+    'model.g_base_channels': 8, 'model.d_base_channels': 8,
+    'train.batch_size': 8, 'train.num_steps': 6,
+    'eval.num_images': 64, 'eval.batch_size': 32, 'eval.every_steps': 3,
+    'checkpoint.every_steps': 2, 'log.every_steps': 1, 'log.num_samples': 16,
+}
+
+
+def tiny_config(**overrides):
+  import dcgan
+  config = dcgan.get_config()
+  for key, value in {**TINY, **overrides}.items():
+    node = config
+    *path, leaf = key.split('.')
+    for part in path:
+      node = node[part]
+    node[leaf] = value
+  return config
+
+
+def main_command(workdir, config='configs/dcgan.py', **overrides):
+  args = [sys.executable, '-m', 'jaxgen.main', f'--config={config}', f'--workdir={workdir}']
+  for key, value in {**TINY, **overrides}.items():
+    args.append(f'--config.{key}={value}')
+  return args
+
+
+def env_with_devices(num_devices=1, **extra):
+  env = dict(os.environ)
+  env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={num_devices}'
+  env['JAX_PLATFORMS'] = 'cpu'
+  env['PYTHONPATH'] = REPO + os.pathsep + env.get('PYTHONPATH', '')
+  env.update(extra)
+  return env
+
+
+def run_main(workdir, num_devices=1, check=True, timeout=600, **overrides):
+  result = subprocess.run(main_command(workdir, **overrides), cwd=REPO, capture_output=True,
+                          text=True, env=env_with_devices(num_devices), timeout=timeout)
+  if check and result.returncode != 0:
+    raise AssertionError(f'jaxgen.main failed ({result.returncode}):\n{result.stderr[-4000:]}')
+  return result
+
+
+def read_scalars(workdir):
+  """{tag: {step: value}} from every TensorBoard event file in DIR/tensorboard."""
+  from tensorboardX.proto import event_pb2
+  scalars = {}
+  for path in sorted(glob.glob(os.path.join(workdir, 'tensorboard', 'events.*'))):
+    with open(path, 'rb') as f:
+      data = f.read()
+    i = 0
+    while i + 12 <= len(data):
+      (length,) = struct.unpack('<Q', data[i:i + 8])
+      event = event_pb2.Event()
+      event.ParseFromString(data[i + 12:i + 12 + length])
+      i += 12 + length + 4
+      for value in event.summary.value:
+        if value.HasField('simple_value'):
+          scalars.setdefault(value.tag, {})[event.step] = value.simple_value
+  return scalars
+
+
+def tree_digest(root):
+  """{relative path: (size, mtime_ns)} of every file under root: to prove nothing changed."""
+  out = {}
+  for dirpath, _, files in os.walk(root):
+    for name in files:
+      path = os.path.join(dirpath, name)
+      st = os.stat(path)
+      out[os.path.relpath(path, root)] = (st.st_size, st.st_mtime_ns)
+  return out
+
+
+@pytest.fixture
+def repo():
+  return REPO

@@ -1,0 +1,176 @@
+"""Input pipeline: the embedded, folder and tfds sources; order, sharding by process, resume."""
+
+import logging
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxgen.data import batches, create_source, procedural
+from jaxgen.data.folder import FolderSource
+from jaxgen.errors import UserError
+
+from conftest import tiny_config
+
+
+def test_procedural_is_deterministic_and_labelled():
+  a, la = procedural.render(123, 32, seed=0)
+  b, lb = procedural.render(123, 32, seed=0)
+  c, _ = procedural.render(123, 32, seed=1)
+  assert a.shape == (32, 32, 3) and a.dtype == np.uint8
+  np.testing.assert_array_equal(a, b)
+  assert la == lb == 123 % procedural.NUM_CLASSES
+  assert np.abs(a.astype(int) - c.astype(int)).mean() > 5  # Another seed, another image.
+
+
+@pytest.mark.parametrize('resolution', [16, 64, 256])
+def test_procedural_resolutions_and_variety(resolution):
+  images = np.stack([procedural.render(i, resolution)[0] for i in range(20)])
+  assert images.shape == (20, resolution, resolution, 3)
+  # Every class draws something: no image is flat, and images differ from each other.
+  assert (images.reshape(20, -1, 3).std(axis=1).max(axis=1) > 10).all()
+  assert np.abs(np.diff(images.astype(int), axis=0)).mean() > 20
+
+
+def test_procedural_grayscale_channel():
+  image, _ = procedural.render(3, 16, channels=1)
+  assert image.shape == (16, 16, 1)
+
+
+def _take(iterator, n):
+  return [next(iterator) for _ in range(n)]
+
+
+def test_batches_resume_exactly_and_split_by_process():
+  source = procedural.ProceduralSource(16, num_images=40)
+  full = _take(batches(source, 8, seed=3, num_threads=1), 8)  # 8 steps of 8 = 1.6 epochs.
+  resumed = _take(batches(source, 8, seed=3, start_step=5, num_threads=1), 3)
+  for a, b in zip(full[5:], resumed):
+    np.testing.assert_array_equal(a['image'], b['image'])
+    np.testing.assert_array_equal(a['label'], b['label'])
+  # Two processes each load half of every global batch; together they are the same batch.
+  p0 = _take(batches(source, 8, seed=3, process_index=0, process_count=2, num_threads=1), 8)
+  p1 = _take(batches(source, 8, seed=3, process_index=1, process_count=2, num_threads=1), 8)
+  for step in range(8):
+    assert p0[step]['image'].shape == (4, 16, 16, 3)
+    np.testing.assert_array_equal(
+        np.concatenate([p0[step]['image'], p1[step]['image']]), full[step]['image'])
+
+
+def test_batches_cover_each_epoch_once_and_reshuffle():
+  source = procedural.ProceduralSource(16, num_images=40)
+  labels = [b['label'] for b in _take(batches(source, 8, seed=0, num_threads=1), 10)]
+  epoch1 = np.concatenate(labels[:5])
+  epoch2 = np.concatenate(labels[5:])
+  # Each epoch holds every image once: 4 of each of the 10 classes.
+  assert np.bincount(epoch1, minlength=10).tolist() == [4] * 10
+  assert np.bincount(epoch2, minlength=10).tolist() == [4] * 10
+  assert not np.array_equal(epoch1, epoch2)
+
+
+def test_xflip_is_deterministic_and_flips_some():
+  source = procedural.ProceduralSource(16, num_images=64)
+  a = next(batches(source, 64, seed=1, xflip=True, num_threads=1))
+  b = next(batches(source, 64, seed=1, xflip=True, num_threads=1))
+  plain = next(batches(source, 64, seed=1, xflip=False, num_threads=1))
+  np.testing.assert_array_equal(a['image'], b['image'])
+  flipped = [not np.array_equal(x, y) for x, y in zip(a['image'], plain['image'])]
+  assert 10 < sum(flipped) < 54  # ~Binomial(64, 0.5): outside this is a 1-in-10^5 event.
+  for x, y, f in zip(a['image'], plain['image'], flipped):
+    if f:
+      np.testing.assert_array_equal(x, y[:, ::-1])
+
+
+def test_batch_not_divisible_by_processes():
+  with pytest.raises(UserError, match='not divisible'):
+    batches(procedural.ProceduralSource(16, 32), 9, seed=0, process_count=2)
+
+
+@pytest.fixture
+def art_folder(tmp_path):
+  root = tmp_path / 'art'
+  (root / 'cats').mkdir(parents=True)
+  (root / 'dogs').mkdir()
+  rng = np.random.default_rng(0)
+  Image.fromarray(rng.integers(0, 255, (40, 60, 3), np.uint8)).save(root / 'cats' / 'a.png')
+  Image.fromarray(rng.integers(0, 255, (50, 30, 3), np.uint8)).save(root / 'cats' / 'b.jpg')
+  Image.fromarray(rng.integers(0, 255, (20, 20), np.uint8), 'L').save(root / 'dogs' / 'gray.png')
+  Image.fromarray(rng.integers(0, 255, (24, 24, 4), np.uint8), 'RGBA').save(
+      root / 'dogs' / 'alpha.webp')
+  (root / 'dogs' / 'corrupt.jpg').write_bytes(b'\xff\xd8\xff\xe0 not really a jpeg')
+  (root / 'notes.txt').write_text('not an image, not even a candidate')
+  return root
+
+
+def test_folder_source_modes_labels_and_corrupt_files(art_folder, tmp_path, caplog):
+  with caplog.at_level(logging.WARNING):
+    source = FolderSource(str(art_folder), 16, use_labels=True, cache_dir=str(tmp_path / 'c'))
+  assert len(source) == 4
+  assert source.class_names == ['cats', 'dogs'] and source.num_classes == 2
+  assert sorted(int(source[i]['label']) for i in range(4)) == [0, 0, 1, 1]
+  warnings = [r for r in caplog.records if 'unreadable' in r.getMessage()]
+  assert len(warnings) == 1 and 'Skipped 1 ' in warnings[0].getMessage()
+  for i in range(4):
+    assert source[i]['image'].shape == (16, 16, 3) and source[i]['image'].dtype == np.uint8
+  # The grayscale file becomes RGB with equal channels.
+  gray = next(source[i]['image'] for i in range(4)
+              if np.array_equal(source[i]['image'][..., 0], source[i]['image'][..., 1]))
+  np.testing.assert_array_equal(gray[..., 0], gray[..., 2])
+
+
+def test_folder_cache_is_reused_and_rebuilt_when_corrupt(art_folder, tmp_path):
+  cache = tmp_path / 'cache'
+  first = np.array(FolderSource(str(art_folder), 16, cache_dir=str(cache)).images)
+  (entry,) = [p for p in cache.iterdir() if not p.name.startswith('.')]
+  mtime = (entry / 'images.npy').stat().st_mtime_ns
+  FolderSource(str(art_folder), 16, cache_dir=str(cache))
+  assert (entry / 'images.npy').stat().st_mtime_ns == mtime  # Reused, not rewritten.
+  (entry / 'images.npy').write_bytes(b'garbage')
+  again = FolderSource(str(art_folder), 16, cache_dir=str(cache))
+  np.testing.assert_array_equal(first, np.asarray(again.images))
+  # The source folder was only read.
+  assert sorted(os.listdir(art_folder)) == ['cats', 'dogs', 'notes.txt']
+
+
+def test_folder_errors(tmp_path):
+  empty = tmp_path / 'empty'
+  empty.mkdir()
+  with pytest.raises(UserError, match='contains no image files'):
+    FolderSource(str(empty), 16, cache_dir=str(tmp_path / 'c'))
+  broken = tmp_path / 'broken'
+  broken.mkdir()
+  (broken / 'x.png').write_bytes(b'not a png')
+  with pytest.raises(UserError, match='no usable image'):
+    FolderSource(str(broken), 16, cache_dir=str(tmp_path / 'c'))
+  with pytest.raises(UserError, match='not a directory'):
+    FolderSource(str(tmp_path / 'missing'), 16)
+
+
+def test_create_source_errors():
+  with pytest.raises(UserError, match='unknown data.source'):
+    create_source(tiny_config(**{'data.source': 'imagenet'}).data)
+  with pytest.raises(UserError, match='renders 16..256'):
+    create_source(tiny_config(**{'data.resolution': 8}).data)
+
+
+def test_tfds_source_with_mock_data():
+  import tensorflow_datasets as tfds
+  config = tiny_config(**{'data.source': 'tfds:mnist:train', 'data.channels': 1,
+                          'data.use_labels': True})
+  with tfds.testing.mock_data(num_examples=12):
+    source = create_source(config.data)
+    assert len(source) == 12 and source.num_classes == 10
+    batch = next(batches(source, 4, seed=0, num_threads=1))
+  assert batch['image'].shape == (4, 16, 16, 1) and batch['image'].dtype == np.uint8
+  assert batch['label'].dtype == np.int32 and ((0 <= batch['label']) & (batch['label'] < 10)).all()
+
+
+def test_tfds_missing_data_offline_is_one_clear_error(tmp_path):
+  config = tiny_config(**{'data.source': 'tfds:mnist', 'data.tfds_data_dir': str(tmp_path),
+                          'data.tfds_download': False})
+  with pytest.raises(UserError) as info:
+    create_source(config.data)
+  message = str(info.value)
+  assert '\n' not in message
+  assert "'mnist'" in message and str(tmp_path) in message and 'tfds build mnist' in message
