@@ -2,10 +2,8 @@
 
   python -m jaxgen.main --config=configs/dcgan.py --workdir=/tmp/dcgan
 
-The README's quickstart. Needs no download. About 5 minutes on a 2-core laptop CPU (1,500
-steps of batch 64); the sliced Wasserstein distance (`eval/swd/avg`, lower is better) falls
-from ~100 at initialisation to ~20, and samples show recognisable discs, stripes, rings,
-checkers and gradients.
+The README's quickstart. Needs no download. 2,500 steps of batch 64 with a half-width
+network (base 32 channels): about 6–7 minutes on a 2-core CPU. Measured figures are in README.
 
 Presets (`--config=configs/dcgan.py:NAME`), each the paper's 64×64 architecture or its 32×32
 reduction, through tensorflow-datasets (prepare them first, see README):
@@ -40,8 +38,8 @@ def get_config(preset=''):
   config.model = ml_collections.ConfigDict()
   config.model.name = 'dcgan'
   config.model.z_dim = 100
-  config.model.g_base_channels = 64
-  config.model.d_base_channels = 64
+  config.model.g_base_channels = 32  # The paper's 64 for the presets; 32 keeps the CPU
+  config.model.d_base_channels = 32  # quickstart within minutes.
   config.model.max_channels = 512
   config.model.dtype = 'float32'  # 'bfloat16' for mixed precision on GPU/TPU.
 
@@ -60,15 +58,15 @@ def get_config(preset=''):
   # Schedule.
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 64  # Global, over all devices and processes.
-  config.train.num_steps = 1500
-  config.train.ema_kimg = 5.0  # EMA generator half-life in thousands of images; 0 = off.
+  config.train.num_steps = 2500
+  config.train.ema_kimg = 0.0  # EMA half-life (thousands of images); 0 = off, as in the paper.
 
   # Evaluation: sliced Wasserstein distance needs no downloaded weights.
   config.eval = ml_collections.ConfigDict()
   config.eval.metrics = ('swd',)
   config.eval.num_images = 1024  # Real and generated images compared.
   config.eval.batch_size = 256
-  config.eval.every_steps = 250
+  config.eval.every_steps = 500
   config.eval.at_start = True  # Score the untrained generator too, as a baseline.
 
   # Checkpointing: the last `keep`, plus the best by `best_metric` (lower is better).
@@ -97,6 +95,7 @@ def get_config(preset=''):
   elif preset:
     raise ValueError(f'unknown preset {preset!r}: use mnist, cifar10 or celeb_a')
   if preset:
+    config.model.g_base_channels = config.model.d_base_channels = 64  # The paper's width.
     config.eval.num_images = 4096
     config.eval.every_steps = 2000
     config.checkpoint.every_steps = 1000

@@ -35,6 +35,8 @@ def main(argv):
 
   # jaxgen's own progress lines at INFO; libraries (Orbax logs every save) at WARNING.
   logging.set_verbosity(logging.WARNING)
+  # Saves between evaluations carry no metric by design; Orbax warns about each one.
+  logging.get_absl_logger().addFilter(lambda r: 'tracked_metric' not in r.getMessage())
   handler = py_logging.StreamHandler(sys.stderr)
   handler.setFormatter(py_logging.Formatter('%(asctime)s %(levelname).1s %(message)s',
                                             '%H:%M:%S'))
@@ -50,5 +52,17 @@ def main(argv):
     sys.exit(2)
 
 
+def parse_flags(argv):
+  """absl's parser, but a bad config override is one line and exit status 2, no traceback."""
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as e:
+    message = str(e.args[0] if isinstance(e, KeyError) and e.args else e)
+    message = ' '.join(message.split())  # One line.
+    print(f'jaxgen: error: bad flag or config override: {message} (see --helpfull)',
+          file=sys.stderr)
+    sys.exit(2)
+
+
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

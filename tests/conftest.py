@@ -10,6 +10,7 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, 'configs'))
+sys.path.insert(0, REPO)
 
 # Overrides that make configs/dcgan.py tiny: 16×16, 8 base channels, batch 8, 6 steps.
 TINY = {
