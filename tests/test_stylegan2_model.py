@@ -16,6 +16,7 @@ import pytest
 
 from jaxgen.errors import UserError
 from jaxgen.models import stylegan2 as sg
+from stylegan2_testing import random_variables
 
 TINY_G = dict(resolution=16, z_dim=8, w_dim=8, channel_base=128, channel_max=16,
               num_mapping_layers=2, num_bf16_res=0, noise_mode='const')
@@ -25,32 +26,6 @@ TINY_D = dict(resolution=16, channel_base=128, channel_max=16, num_mapping_layer
 
 def key(seed):
   return jax.random.key(seed, impl='unsafe_rbg')
-
-
-def random_variables(network, seed):
-  """Variables of `network` drawn like the official initialisation, without compiling Flax's
-  per-parameter RNG (slow on CPU): weights N(0, 1) (mapping layers N(0, 1/0.01²)), small
-  random biases around their initial values (1 for affine layers), noise strengths 0.5 so the
-  noise inputs matter, w_avg 0. `test_initial_state_matches_official_initialisation` checks the
-  real initialiser."""
-  init = sg.init_generator if isinstance(network, sg.Generator) else sg.init_discriminator
-  shapes = jax.eval_shape(functools.partial(init, network), jax.random.key(0))
-  rs = np.random.RandomState(seed)
-
-  def draw(path, leaf):
-    name = jax.tree_util.keystr(path)
-    noise = rs.standard_normal(leaf.shape).astype(np.float32)
-    if name.endswith("['w_avg']"):
-      return jnp.zeros(leaf.shape, jnp.float32)
-    if name.endswith("['noise_strength']"):
-      return jnp.full(leaf.shape, 0.5, jnp.float32)
-    if name.endswith("['bias']"):
-      return jnp.asarray(0.1 * noise + (1.0 if "['affine']" in name else 0.0))
-    if "['mapping']['fc" in name:
-      return jnp.asarray(noise / 0.01)
-    return jnp.asarray(noise)
-
-  return jax.tree_util.tree_map_with_path(draw, shapes)
 
 
 @functools.lru_cache(maxsize=None)
