@@ -21,15 +21,8 @@ import math
 import jax
 import jax.numpy as jnp
 
-
-def generator_loss(fake_logits):
-  """Non-saturating G loss: mean softplus(−D(G(z))) = −log σ(D(G(z)))."""
-  return jnp.mean(jax.nn.softplus(-fake_logits))
-
-
-def discriminator_loss(real_logits, fake_logits):
-  """Logistic D loss: mean softplus(D(G(z))) + mean softplus(−D(x))."""
-  return jnp.mean(jax.nn.softplus(fake_logits)) + jnp.mean(jax.nn.softplus(-real_logits))
+# The non-saturating logistic loss is DCGAN's too: one definition, re-exported here.
+from jaxgen.objectives.nonsaturating import discriminator_loss, generator_loss  # noqa: F401
 
 
 def r1_penalty(d_fn, real_images):
