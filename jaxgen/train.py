@@ -133,8 +133,8 @@ def train_and_evaluate(config, workdir, allow_config_change=False):
   start_step = int(jax.device_get(state.step))
   num_steps = config.train.num_steps
   log.info('%s at step %d of %d on %d device(s) in %d process(es); dataset %s (%d images).',
-               'Resuming' if start_step else 'Starting', start_step, num_steps,
-               mesh.devices.size, jax.process_count(), source.name, len(source))
+           'Resuming' if start_step else 'Starting', start_step, num_steps,
+           mesh.devices.size, jax.process_count(), source.name, len(source))
   if resumed and not start_step:
     log.info('The workdir holds this experiment but no checkpoint yet: starting over.')
 
@@ -205,15 +205,21 @@ def train_and_evaluate(config, workdir, allow_config_change=False):
                          'img/s': f'{metrics["perf/images_per_s"]:.0f}',
                          'kimg': f'{metrics["progress/kimg"]:.1f}'}, refresh=False)
         window_start, window_steps = time.time(), 0
+      saved = True
       if step % config.eval.every_steps == 0 or step == num_steps:
         evaluate_and_save(state, step)
       elif step % config.checkpoint.every_steps == 0:
         checkpoint.save(manager, step, state)
+      else:
+        saved = False
+      if saved:  # Evaluating and saving are not training: keep them out of the step time.
+        window_start, window_steps = time.time(), 0
       if preemption.reached(step):
-        checkpoint.save(manager, step, state)
+        if not saved:  # Orbax refuses a second save of the same step.
+          checkpoint.save(manager, step, state)
         manager.wait_until_finished()
         log.warning('Terminated at step %d: checkpoint saved; re-run the same command to '
-                        'resume.', step)
+                    'resume.', step)
         writer.close()
         sys.exit(PREEMPTED_EXIT_CODE)
   finally:
@@ -223,5 +229,5 @@ def train_and_evaluate(config, workdir, allow_config_change=False):
   writer.close()
   manager.close()
   log.info('Finished %d steps in %.1f min; output in %s', num_steps,
-               (time.time() - start_time) / 60, os.path.abspath(workdir))
+           (time.time() - start_time) / 60, os.path.abspath(workdir))
   return state

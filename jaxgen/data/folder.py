@@ -113,7 +113,7 @@ def _build_cache(root, paths, entry, resolution, channels, use_labels):
     labels.append(class_index[rel.split(os.sep)[0]] if use_labels else 0)
   if skipped:
     log.warning('Skipped %d unreadable image file(s) in %s (first: %s).', len(skipped),
-                    root, skipped[0])
+                root, skipped[0])
   if not images:
     raise UserError(f'folder dataset {root!r} has no usable image ({len(paths)} candidate '
                     f'file(s), {len(skipped)} unreadable): add .jpg/.png/.webp/.bmp files')
@@ -152,7 +152,7 @@ class FolderSource:
     cached = _load_cache(entry)
     if cached is None:
       log.info('Preparing %d images from %s at %d² into %s.', len(paths), root, resolution,
-                   entry)
+               entry)
       _build_cache(root, paths, entry, resolution, channels, use_labels)
       cached = _load_cache(entry)
       if cached is None:
