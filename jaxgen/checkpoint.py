@@ -121,3 +121,32 @@ def restore_latest(manager, abstract_state):
     raise UserError(f'checkpoint {step} in {manager.directory} could not be restored onto this '
                     f'config ({type(e).__name__}: {str(e).splitlines()[0][:200]}): use another '
                     'workdir, or move that checkpoint away') from e
+
+
+def open_read_only(workdir, best_metric=None, best_mode='min'):
+  """A manager of DIR/checkpoints that restores but never writes, deletes or creates.
+
+  `best_step()` ranks by `best_metric` (as `create_manager` does) when it is given.
+  Raises UserError when there is no checkpoint folder.
+  """
+  directory = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  if not os.path.isdir(directory):
+    raise UserError(f'{workdir!r} has no checkpoints/ folder: train first with '
+                    f'`python -m jaxgen.main --workdir={workdir} ...`')
+  best_fn = (lambda metrics: metrics[best_metric]) if best_metric else None
+  options = ocp.CheckpointManagerOptions(
+      read_only=True, create=False, save_interval_steps=0, best_fn=best_fn,
+      best_mode=best_mode, enable_async_checkpointing=False)
+  return ocp.CheckpointManager(directory, options=options)
+
+
+def restore(manager, step, abstract_state):
+  """Checkpoint `step` restored onto `abstract_state`'s shapes and shardings."""
+  if step not in manager.all_steps():
+    steps = ', '.join(map(str, sorted(manager.all_steps()))) or 'none'
+    raise UserError(f'no checkpoint {step} in {manager.directory} (there are: {steps})')
+  try:
+    return manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+  except Exception as e:  # noqa: BLE001 — surface as one line, leave the files alone.
+    raise UserError(f'checkpoint {step} in {manager.directory} could not be restored onto this '
+                    f'config ({type(e).__name__}: {str(e).splitlines()[0][:200]})') from e

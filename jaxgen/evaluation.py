@@ -1,8 +1,28 @@
 """Scoring a generator during training: the metrics named in `config.eval.metrics`.
 
+  swd                   sliced Wasserstein distance on `eval.num_images` images; no weights
+  fid10k, kid10k, is10k, pr10k3, fid50k_full, ...
+                        Inception metrics (`jaxgen/metrics/registry.py` explains the names)
+
 The `Evaluator` generates images from the EMA generator (sharded over the mesh like training)
-and hands them, as uint8 [N, R, R, C], to each metric. It also draws the sample grids.
+in batches of `eval.batch_size`. SWD gets them as uint8 [N, R, R, C]; the Inception metrics
+stream them into the FID Inception batch by batch, so `fid50k` never holds 50k images.
+
+Real images for the Inception metrics are the first N of a fixed permutation of the training
+source (the whole source, in order, for `_full`); their features are cached per dataset,
+resolution and count in `$JAXGEN_CACHE/fid_stats` (default ~/.cache/jaxgen), so only the
+first evaluation of a run pays for them.
+
+The Inception weights are found by `inception_weights.load_params`: `eval.inception_weights`
+(optional; '' = default lookup), `$JAXGEN_INCEPTION_WEIGHTS`, the cache, or a download. With
+the default lookup and no weights to be had, the Inception metrics are skipped with one
+warning and training goes on; an explicit path that does not work is an error.
 """
+
+import concurrent.futures
+import logging
+import os
+import time
 
 import jax
 import jax.numpy as jnp
@@ -11,51 +31,154 @@ from jax.experimental import multihost_utils
 
 from jaxgen import data, parallel
 from jaxgen.errors import UserError
+from jaxgen.metrics import fid as fid_lib
+from jaxgen.metrics import inception_weights, registry
 from jaxgen.metrics.swd import SlicedWassersteinDistance
+
+log = logging.getLogger(__name__)
+
+# Real images for an N-image metric: the first N of this permutation of the source. Fixed, not
+# config.seed, so that the cached statistics depend only on the dataset and N.
+REAL_ORDER_SEED = 0
+
+
+def load_inception(config, mesh, allow_download=True):
+  """The FID Inception for `config.eval.inception_weights` ('' = the default lookup).
+
+  Raises:
+    UserError: no weights (the message names the file, the folder and the convert command).
+  """
+  weights = config.eval.get('inception_weights', '') or None
+  return fid_lib.InceptionFeatures(weights=weights, mesh=mesh, allow_download=allow_download)
+
+
+def dataset_key(config, source):
+  """Names the real images in the statistics cache, e.g. 'embedded-seed0-20000img-3ch'."""
+  name = source.name
+  if name == 'embedded':  # Procedural: which images depends on data.seed.
+    name += f'-seed{config.data.seed}'
+  return f'{name}-{len(source)}img-{config.data.channels}ch'
 
 
 class Evaluator:
-  """Scores the EMA generator with the metrics of `config.eval.metrics`."""
+  """Scores the EMA generator with the metrics of `config.eval.metrics`.
 
-  def __init__(self, config, recipe, source, mesh):
+  Args:
+    config: the experiment config (`eval.*`, `seed`, `data.*`).
+    recipe: gives `latents(key, n)`, `generate(state, z, labels)`, `num_classes`.
+    source: the training source; real images for the metrics.
+    mesh: the device mesh; generation and Inception are split over its data axis.
+    inception: a loaded `fid.InceptionFeatures` (or any `(images, pad_to) -> (pool,
+      logits)`); None: loaded here when an Inception metric is configured.
+  """
+
+  def __init__(self, config, recipe, source, mesh, inception=None):
     self.recipe = recipe
     self.mesh = mesh
+    self.source = source
     self.num_images = config.eval.num_images
     devices = mesh.devices.size
     self.batch_size = -(-config.eval.batch_size // devices) * devices
     self.num_classes = recipe.num_classes
     self.seed = config.seed
+    self.num_threads = config.data.num_threads
     self.metrics = {}
+    self.inception_metrics = []
     for name in config.eval.metrics:
       if name == 'swd':
         reals = data.fixed_examples(source, self.num_images, seed=config.seed)['image']
         self.num_images = reals.shape[0]
         self.metrics[name] = SlicedWassersteinDistance(reals, seed=config.seed)
       else:
-        raise UserError(f'unknown metric {name!r} in eval.metrics: available: swd')
+        try:
+          registry.parse_metric_name(name)
+        except UserError as e:
+          raise UserError(f'{e} in eval.metrics (or swd)') from None
+        self.inception_metrics.append(name)
+    self.dataset = dataset_key(config, source)
+    self.resolution = config.data.resolution
+    self.inception = inception
+    if self.inception_metrics and inception is None:
+      self.inception = self._load_inception_or_warn(config)
+      if self.inception is None:
+        self.inception_metrics = []
     self._generate = jax.jit(self._generate_batch, static_argnums=3,
                              out_shardings=parallel.batch_sharding(mesh))
+
+  def _load_inception_or_warn(self, config):
+    explicit = config.eval.get('inception_weights', '') or os.environ.get(
+        inception_weights.ENV_WEIGHTS)
+    try:
+      return load_inception(config, self.mesh)
+    except UserError as e:
+      if explicit:  # The user named a file: a typo should stop the run, not hide a metric.
+        raise
+      best = config.checkpoint.get('best_metric', '')
+      keys = [k for n in self.inception_metrics
+              for k in registry.result_keys(registry.parse_metric_name(n))]
+      unkept = f'; no best checkpoint by {best}' if best in keys else ''
+      log.warning('Skipping %s%s: %s', ', '.join(self.inception_metrics), unkept,
+                  ' '.join(str(e).split()))
+      return None
 
   def _generate_batch(self, state, key, start, size):
     z = self.recipe.latents(key, size)
     labels = (start + jnp.arange(size)) % max(self.num_classes, 1)
     return self.recipe.generate(state, z, labels.astype(jnp.int32))
 
-  def generate_uint8(self, state, count, key):
-    """`count` images from the EMA generator as uint8 [count, R, R, C] on every host."""
-    out = []
+  def generate_batches(self, state, count, key):
+    """Yields ceil(count / batch_size) batches [batch_size, R, R, C] in [-1, 1], sharded."""
     for i, start in enumerate(range(0, count, self.batch_size)):
       key_i = np.asarray(jax.random.fold_in(key, i))  # Host value: valid input on any mesh.
-      images = self._generate(state, key_i, np.int32(start), self.batch_size)
-      images = multihost_utils.process_allgather(images, tiled=True)
-      out.append(np.clip(np.round((np.asarray(images) + 1.0) * 127.5), 0, 255).astype(np.uint8))
-    return np.concatenate(out)[:count]
+      yield self._generate(state, key_i, np.int32(start), self.batch_size)
+
+  @staticmethod
+  def to_host_uint8(images):
+    """A generated batch, gathered from every process, as uint8 numpy."""
+    images = multihost_utils.process_allgather(images, tiled=True)
+    return np.clip(np.round((np.asarray(images) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+  def generate_uint8(self, state, count, key):
+    """`count` images from the EMA generator as uint8 [count, R, R, C] on every host."""
+    batches = [self.to_host_uint8(b) for b in self.generate_batches(state, count, key)]
+    return np.concatenate(batches)[:count]
+
+  def fake_batches(self, state, key):
+    """fn(num) -> generated batches for `registry.compute_metrics`, kept on the devices."""
+
+    def batches(num):
+      for images in self.generate_batches(state, num, key):
+        # Within one process the Inception reads the sharded batch where it is; across
+        # processes it needs every host to hold the same (gathered) batch.
+        yield images if images.is_fully_addressable else self.to_host_uint8(images)
+
+    return batches
+
+  def real_batches(self, num):
+    """uint8 batches of the first `num` reals of a fixed permutation (None: all, in order)."""
+    size = len(self.source)
+    if num is None:
+      indices = np.arange(size)
+    else:
+      indices = np.random.default_rng(REAL_ORDER_SEED).permutation(size)[:num]
+    with concurrent.futures.ThreadPoolExecutor(max(self.num_threads, 1)) as pool:
+      for start in range(0, len(indices), self.batch_size):
+        chunk = indices[start:start + self.batch_size]
+        examples = pool.map(lambda i: self.source[int(i)]['image'], chunk)
+        yield np.stack(list(examples))
 
   def __call__(self, state):
-    if not self.metrics:
-      return {}
-    fakes = self.generate_uint8(state, self.num_images, jax.random.PRNGKey(self.seed + 7))
+    key = jax.random.PRNGKey(self.seed + 7)
     results = {}
-    for metric in self.metrics.values():
-      results.update(metric(fakes))
+    if self.metrics:
+      fakes = self.generate_uint8(state, self.num_images, key)
+      for metric in self.metrics.values():
+        results.update(metric(fakes))
+    if self.inception_metrics:
+      start = time.time()
+      results.update(registry.compute_metrics(
+          self.inception_metrics, self.inception, self.fake_batches(state, key),
+          self.real_batches, dataset=self.dataset, resolution=self.resolution,
+          seed=self.seed))
+      log.info('%s took %.1f s', ', '.join(self.inception_metrics), time.time() - start)
     return results
