@@ -44,6 +44,19 @@ def batch_sharding(mesh):
   return NamedSharding(mesh, P(DATA_AXIS))
 
 
+def batch_constraint(mesh):
+  """A function that asks XLA to split an array's leading (batch) dimension over the data axis.
+
+  For arrays created inside a jitted step (latents, noise) that no input's sharding reaches;
+  the identity without a mesh, or when the batch does not divide evenly.
+  """
+  if mesh is None or mesh.devices.size == 1:
+    return lambda x: x
+  sharding = batch_sharding(mesh)
+  return lambda x: (jax.lax.with_sharding_constraint(x, sharding)
+                    if x.shape[0] % mesh.devices.size == 0 else x)
+
+
 def replicated(mesh):
   return NamedSharding(mesh, P())
 

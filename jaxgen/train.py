@@ -24,8 +24,9 @@ from jaxgen import checkpoint, data, parallel, summaries
 from jaxgen.evaluation import Evaluator
 from jaxgen.errors import UserError
 from jaxgen.recipes.dcgan import DCGAN
+from jaxgen.recipes.stylegan2 import StyleGAN2
 
-RECIPES = {'dcgan': DCGAN}
+RECIPES = {'dcgan': DCGAN, 'stylegan2': StyleGAN2}
 
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what a scheduler expects from a terminated job.
 
@@ -50,10 +51,11 @@ class Preemption:
     return self.requested
 
 
-def create_recipe(config, source):
+def create_recipe(config, source, mesh=None):
+  """The recipe named by `config.model.name`; `mesh` lets it shard arrays it creates itself."""
   if config.model.name not in RECIPES:
     raise UserError(f'unknown model.name {config.model.name!r}: choose one of {sorted(RECIPES)}')
-  return RECIPES[config.model.name](config, source.num_classes)
+  return RECIPES[config.model.name](config, source.num_classes, mesh)
 
 
 def _with_shardings(abstract, shardings):
@@ -70,7 +72,7 @@ def train_and_evaluate(config, workdir, allow_config_change=False):
   parallel.check_batch_size(batch_size, mesh)
   checkpoint.check_writable(workdir)
   source = data.create_source(config.data)
-  recipe = create_recipe(config, source)
+  recipe = create_recipe(config, source, mesh)
   resumed = checkpoint.guard_experiment(workdir, config.to_dict(), allow_config_change)
 
   rng = jax.random.PRNGKey(config.seed)

@@ -13,8 +13,9 @@ import pytest
 import scipy.signal
 
 from jaxgen.ops.bias_act import bias_act
-from jaxgen.ops.conv2d_resample import conv2d_resample
-from jaxgen.ops.upfirdn2d import downsample2d, setup_filter, upfirdn2d, upsample2d
+from jaxgen.ops.conv2d_resample import conv2d_resample, transposed_conv_polyphase
+from jaxgen.ops.upfirdn2d import (downsample2d, setup_filter, upfirdn1d_matrix, upfirdn2d,
+                                  upsample2d)
 
 ATOL = 1e-5
 
@@ -150,6 +151,43 @@ def test_conv2d_resample_matches_direct_computation(kernel, up, down, groups, fl
   want = conv2d_resample_reference(x, w, f, up, down, kernel // 2, groups, flip)
   assert got.shape == want.shape == (2, 6 * up // down, 6 * up // down, 6)
   np.testing.assert_allclose(np.asarray(got), want, atol=1e-4)  # sums of ~100 float32 products
+
+
+@pytest.mark.parametrize('kernel, up', [(3, 2), (1, 2), (4, 2), (3, 4), (5, 3), (2, 2)])
+def test_polyphase_transposed_convolution_equals_zero_stuffing(kernel, up):
+  # The full transposed convolution, literally: zero insertion, pad k − 1, correlate.
+  x = _rand((2, 5, 7, 3))
+  w = _rand((kernel, kernel, 3, 4), seed=5)
+  got = jax.jit(transposed_conv_polyphase, static_argnums=2)(
+      jnp.asarray(x, jnp.float32), jnp.asarray(w, jnp.float32), up)
+  stuffed = np.zeros((2, 4 * up + 1, 6 * up + 1, 3))
+  stuffed[:, ::up, ::up] = x
+  stuffed = np.pad(stuffed, ((0, 0), (kernel - 1,) * 2, (kernel - 1,) * 2, (0, 0)))
+  out_h, out_w = stuffed.shape[1] - kernel + 1, stuffed.shape[2] - kernel + 1
+  want = np.zeros((2, out_h, out_w, 4))
+  for i in range(kernel):
+    for j in range(kernel):
+      want += np.einsum('nhwc,co->nhwo', stuffed[:, i:i + out_h, j:j + out_w], w[i, j])
+  assert got.shape == want.shape == (2, 4 * up + kernel, 6 * up + kernel, 4)
+  np.testing.assert_allclose(np.asarray(got), want, atol=1e-4)
+
+
+@pytest.mark.parametrize('up, down, padding, flip, gain', [
+    (2, 1, (6, 5), False, 2.0),    # ADA's 2× up-sampling with sym6 (upsample2d's padding)
+    (1, 2, (-1, -1), True, 1.0),   # ADA's 2× down-sampling with a crop
+    (1, 1, (3, -2), False, 1.0),
+    (3, 2, (0, 4), True, 0.5),
+])
+def test_upfirdn1d_matrix_matches_upfirdn2d_along_each_axis(up, down, padding, flip, gain):
+  f = setup_filter(np.arange(1, 13) % 5 + 1.0)   # asymmetric 12 taps: flips and offsets show
+  x = _rand((2, 17, 19, 3))
+  rows = upfirdn1d_matrix(17, f, up, down, padding, flip, gain)
+  cols = upfirdn1d_matrix(19, f, up, down, padding, flip, gain)
+  got = np.einsum('oh,nhwc->nowc', rows, x)
+  got = np.einsum('ow,nhwc->nhoc', cols, got)
+  want = upfirdn2d_reference(x, f, up, down, (padding[0], padding[1]) * 2, flip, gain * gain)
+  assert got.shape == want.shape
+  np.testing.assert_allclose(got, want, atol=1e-5)
 
 
 def test_flip_weight_matters_for_asymmetric_kernels():

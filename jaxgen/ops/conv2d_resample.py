@@ -5,8 +5,13 @@ Mathematically: up-sample x by zero insertion, FIR-filter it with `f` (gain up²
 shapes and alignment match it exactly. Each case is arranged so the expensive convolution runs at
 the lower of the two resolutions:
 
-  * up-sampling: a transposed convolution (`lhs_dilation`, which XLA maps to cuDNN's strided
-    backward-data kernel) followed by the FIR filter on the output channels;
+  * up-sampling: a transposed convolution followed by the FIR filter on the output channels. The
+    transposed convolution runs in polyphase form: one convolution at the *input* resolution
+    whose up² output-channel blocks are the sub-kernels of each output phase, then a
+    depth-to-space interleave. Same result as convolving the zero-stuffed image (`lhs_dilation`),
+    with 16/36 of the multiply-adds for 3×3 kernels and ×2 up-sampling, and a plain
+    convolution's gradients (XLA's CPU backend runs the weight gradient of an `lhs_dilation`
+    convolution ~3× slower than a plain one of the same size);
   * down-sampling: the FIR filter followed by a stride-`down` convolution;
   * 1×1 kernels: the filter runs on whichever side has fewer pixels.
 
@@ -18,6 +23,7 @@ convolution, which NVlabs use for up-sampling layers — it only matters for loa
 import functools
 
 from jax import lax
+import jax.numpy as jnp
 
 from jaxgen.ops.upfirdn2d import filter_size, parse_padding, upfirdn2d
 
@@ -77,8 +83,11 @@ def conv2d_resample(x, w, f=None, up=1, down=1, padding=0, groups=1, flip_weight
 
   # Up-sampling: transposed convolution over the zero-stuffed input, then the filter.
   if up > 1:
-    x = conv(x, window_strides=(1, 1), padding=((kh - 1, kh - 1), (kw - 1, kw - 1)),
-             lhs_dilation=(up, up))
+    if groups == 1:
+      x = transposed_conv_polyphase(x, w, up)
+    else:
+      x = conv(x, window_strides=(1, 1), padding=((kh - 1, kh - 1), (kw - 1, kw - 1)),
+               lhs_dilation=(up, up))
     x = upfirdn2d(x, f, padding=(px0 - (kw - 1), px1 - (kw - up), py0 - (kh - 1), py1 - (kh - up)),
                   gain=up * up)
     if down > 1:
@@ -92,3 +101,42 @@ def conv2d_resample(x, w, f=None, up=1, down=1, padding=0, groups=1, flip_weight
   # No resampling, asymmetric or negative padding: pad or crop, then a 'valid' convolution.
   x = upfirdn2d(x, None, padding=(px0, px1, py0, py1))
   return conv(x, window_strides=(1, 1), padding='VALID')
+
+
+def _phase_taps(k, up):
+  """For a k-tap kernel and up-sampling `up`: (d_min, span, taps) where output pixel up·i + a of
+  the full transposed convolution is Σ_s x[i + d_min + s] · w[taps[a][s]] (None = no tap)."""
+  d_min = -((k - 1) // up)
+  span = 1 - d_min
+  taps = [[up * (s + d_min) + k - 1 - a if 0 <= up * (s + d_min) + k - 1 - a < k else None
+           for s in range(span)] for a in range(up)]
+  return d_min, span, taps
+
+
+def transposed_conv_polyphase(x, w, up):
+  """`lax.conv_general_dilated(x, w, padding=k − 1, lhs_dilation=up)` (the full transposed
+  convolution: [N, (H−1)·up + kh, (W−1)·up + kw, O]) computed as one convolution at x's
+  resolution with up² phase kernels, then interleaved. x [N, H, W, I], w [kh, kw, I, O]."""
+  n, h, wd, _ = x.shape
+  kh, kw, in_ch, out_ch = w.shape
+  dy, span_y, taps_y = _phase_taps(kh, up)
+  dx, span_x, taps_x = _phase_taps(kw, up)
+  zero = jnp.zeros((in_ch, out_ch), w.dtype)
+  # Kernel [span_y, span_x, I, up, up, O]: phase (a, b) reads w[taps_y[a][s], taps_x[b][t]].
+  kernel = jnp.stack([
+      jnp.stack([
+          jnp.stack([jnp.stack([zero if ty is None or tx is None else w[ty, tx]
+                                for b, tx in ((b, taps_x[b][t]) for b in range(up))], axis=-2)
+                     for a, ty in ((a, taps_y[a][s]) for a in range(up))], axis=-3)
+          for t in range(span_x)], axis=0)
+      for s in range(span_y)], axis=0)
+  kernel = kernel.reshape(span_y, span_x, in_ch, up * up * out_ch)
+  out_h, out_w = (h - 1) * up + kh, (wd - 1) * up + kw
+  rows, cols = -(-out_h // up), -(-out_w // up)
+  pad = ((-dy, rows + span_y - 1 - h + dy), (-dx, cols + span_x - 1 - wd + dx))
+  # Padded explicitly: XLA:CPU computes the weight gradient of a 'VALID' convolution ~15× faster
+  # than that of one with built-in padding.
+  x = jnp.pad(x, ((0, 0),) + pad + ((0, 0),))
+  y = lax.conv_general_dilated(x, kernel, (1, 1), 'VALID', dimension_numbers=_DIMENSIONS)
+  y = y.reshape(n, rows, cols, up, up, out_ch).transpose(0, 1, 3, 2, 4, 5)
+  return y.reshape(n, rows * up, cols * up, out_ch)[:, :out_h, :out_w]

@@ -226,3 +226,34 @@ def downsample2d(x, f, down=2, padding=0, flip_filter=False, gain=1, impl=None):
   p = (padx0 + (fw - downx + 1) // 2, padx1 + (fw - downx) // 2,
        pady0 + (fh - downy + 1) // 2, pady1 + (fh - downy) // 2)
   return upfirdn2d(x, f, down=down, padding=p, flip_filter=flip_filter, gain=gain, impl=impl)
+
+
+def upfirdn1d_matrix(size, f, up=1, down=1, padding=(0, 0), flip_filter=False, gain=1):
+  """The 1-D `upfirdn2d` along one axis of length `size` as a dense float32 matrix [out, size].
+
+  `f` is a 1-D filter from `setup_filter`; `padding` = (p0, p1) of the up-sampled signal
+  (negative crops); `gain` is this axis's gain (a separable 2-D op with gain g applies √g per
+  axis). Applying it with a matmul, `einsum('oh,nhwc->nowc', M, x)`, equals `upfirdn2d` along
+  that axis; for long filters on small images (ADA's 12-tap sym6) a matmul and its transpose
+  run faster than the tap-by-tap form on every backend.
+  """
+  taps = np.asarray(f, np.float64) * gain
+  if taps.ndim != 1:
+    raise ValueError(f'upfirdn1d_matrix needs a 1-D filter, got shape {taps.shape}')
+  if not flip_filter:
+    taps = taps[::-1]
+  p0, p1 = padding
+  length = p0 + size * up + p1
+  num_out = (length - len(taps)) // down + 1
+  if num_out <= 0:
+    raise ValueError(f'signal of size {size} is too small for a {len(taps)}-tap filter')
+  matrix = np.zeros((num_out, size))
+  for j in range(size):
+    position = p0 + j * up  # where input sample j lands in the padded, zero-stuffed signal
+    if not 0 <= position < length:
+      continue  # cropped away
+    for i in range(num_out):
+      t = position - i * down
+      if 0 <= t < len(taps):
+        matrix[i, j] = taps[t]
+  return matrix.astype(np.float32)

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxgen import parallel
 from jaxgen.errors import UserError
 from jaxgen.models import dcgan as dcgan_model
 from jaxgen.objectives import nonsaturating
@@ -45,7 +46,7 @@ def global_norm(tree):
 class DCGAN:
   """Builds the DCGAN networks and steps from a config (see configs/dcgan.py)."""
 
-  def __init__(self, config, num_classes):
+  def __init__(self, config, num_classes, mesh=None):
     m = config.model
     res = config.data.resolution
     if res < 8 or res & (res - 1):
@@ -66,6 +67,7 @@ class DCGAN:
     self.d_tx = optax.adam(o.d_lr, o.b1, o.b2, eps=o.eps)
     self.ema_beta = ema_beta(config.train.batch_size, config.train.ema_kimg)
     self.image_shape = (res, res, config.data.channels)
+    self._constrain = parallel.batch_constraint(mesh)
 
   def step_variant(self, step):
     """Static variant of the update at `step` (DCGAN has one; StyleGAN's lazy regs have more)."""
@@ -96,7 +98,7 @@ class DCGAN:
     rng = jax.random.fold_in(state.rng, state.step)
     real = batch['image'].astype(jnp.float32) / 127.5 - 1.0
     labels = batch['label']
-    z = self.latents(rng, real.shape[0])
+    z = self._constrain(self.latents(rng, real.shape[0]))
 
     def generate(g_params):
       return self.generator.apply({'params': g_params, 'batch_stats': state.g_batch_stats},
