@@ -7,11 +7,12 @@ Multi-process: JAX auto-detects Cloud TPU pods, SLURM and Open MPI jobs; elsewhe
 process per host with --coordinator_address=HOST:PORT --num_processes=N --process_id=I.
 """
 
-import logging as py_logging
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
+
+from jaxgen.cli import parse_flags, setup_logging
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config file, optionally with a preset: configs/x.py:preset.',
@@ -33,34 +34,12 @@ def main(argv):
   from jaxgen import parallel, train
   from jaxgen.errors import UserError
 
-  # jaxgen's own progress lines at INFO; libraries (Orbax logs every save) at WARNING.
-  logging.set_verbosity(logging.WARNING)
-  # Saves between evaluations carry no metric by design; Orbax warns about each one.
-  logging.get_absl_logger().addFilter(lambda r: 'tracked_metric' not in r.getMessage())
-  handler = py_logging.StreamHandler(sys.stderr)
-  handler.setFormatter(py_logging.Formatter('%(asctime)s %(levelname).1s %(message)s',
-                                            '%H:%M:%S'))
-  logger = py_logging.getLogger('jaxgen')
-  logger.addHandler(handler)
-  logger.setLevel(py_logging.INFO)
-  logger.propagate = False
+  setup_logging()
   try:
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, _ALLOW_CONFIG_CHANGE.value)
   except UserError as e:
     print(f'jaxgen: error: {e}', file=sys.stderr)
-    sys.exit(2)
-
-
-def parse_flags(argv):
-  """absl's parser, but a bad config override is one line and exit status 2, no traceback."""
-  try:
-    return flags.FLAGS(argv)
-  except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as e:
-    message = str(e.args[0] if isinstance(e, KeyError) and e.args else e)
-    message = ' '.join(message.split())  # One line.
-    print(f'jaxgen: error: bad flag or config override: {message} (see --helpfull)',
-          file=sys.stderr)
     sys.exit(2)
 
 

@@ -58,6 +58,28 @@ def create_recipe(config, source, mesh=None):
   return RECIPES[config.model.name](config, source.num_classes, mesh)
 
 
+def jit_train_step(recipe, mesh, state_sharding, variant):
+  """The recipe's update for one step variant, jitted with the mesh's shardings; the old state's
+  buffers are donated to the new one."""
+  return jax.jit(functools.partial(recipe.train_step, variant=variant),
+                 in_shardings=(state_sharding, parallel.batch_sharding(mesh)),
+                 out_shardings=(state_sharding, parallel.replicated(mesh)), donate_argnums=0)
+
+
+def make_train_step(recipe, mesh, state_sharding):
+  """fn(state, batch, step) → (state, metrics). The step number picks the recipe's variant
+  (e.g. which lazy regularisers run); each variant is compiled once, when first needed."""
+  step_fns = {}
+
+  def train_step(state, batch, step):
+    variant = recipe.step_variant(step)
+    if variant not in step_fns:
+      step_fns[variant] = jit_train_step(recipe, mesh, state_sharding, variant)
+    return step_fns[variant](state, batch)
+
+  return train_step
+
+
 def _with_shardings(abstract, shardings):
   return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                       abstract, shardings)
@@ -104,16 +126,7 @@ def train_and_evaluate(config, workdir, allow_config_change=False):
   batches = data.batches(source, batch_size, config.seed, xflip=config.data.xflip,
                          start_step=start_step, process_index=jax.process_index(),
                          process_count=jax.process_count(), num_threads=config.data.num_threads)
-  step_fns = {}
-
-  def train_step(state, batch, step):
-    variant = recipe.step_variant(step)
-    if variant not in step_fns:
-      step_fns[variant] = jax.jit(
-          functools.partial(recipe.train_step, variant=variant),
-          in_shardings=(state_sharding, parallel.batch_sharding(mesh)),
-          out_shardings=(state_sharding, parallel.replicated(mesh)), donate_argnums=0)
-    return step_fns[variant](state, batch)
+  train_step = make_train_step(recipe, mesh, state_sharding)
 
   evaluator = Evaluator(config, recipe, source, mesh)
   sample_key = jax.random.PRNGKey(config.seed + 1)
@@ -155,9 +168,12 @@ def train_and_evaluate(config, workdir, allow_config_change=False):
           raise FloatingPointError(f'non-finite metrics at step {step}: {metrics}; lower the '
                                    'learning rate, or resume from an earlier checkpoint')
         writer.scalars(step, metrics)
-        bar.set_postfix({'d': f'{metrics["loss/d"]:.3f}', 'g': f'{metrics["loss/g"]:.3f}',
-                         'img/s': f'{metrics["perf/images_per_s"]:.0f}',
-                         'kimg': f'{metrics["progress/kimg"]:.1f}'}, refresh=False)
+        postfix = {'d': f'{metrics["loss/d"]:.3f}', 'g': f'{metrics["loss/g"]:.3f}'}
+        if 'augment/p' in metrics:
+          postfix['p'] = f'{metrics["augment/p"]:.3f}'
+        postfix['img/s'] = f'{metrics["perf/images_per_s"]:.0f}'
+        postfix['kimg'] = f'{metrics["progress/kimg"]:.1f}'
+        bar.set_postfix(postfix, refresh=False)
         window_start, window_steps = time.time(), 0
       saved = True
       if step % config.eval.every_steps == 0 or step == num_steps:

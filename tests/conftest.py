@@ -34,9 +34,23 @@ def tiny_config(**overrides):
   return config
 
 
+# Overrides that make configs/stylegan.py tiny: 16×16, ≤ 32 channels, batch 8, 6 steps, with
+# every phase inside them: path length every 2 steps, R1 every 4, ADA p updates every 2 steps.
+STYLEGAN_TINY = {
+    'data.resolution': 16, 'data.num_images': 256, 'data.num_threads': 1,
+    'model.z_dim': 16, 'model.w_dim': 16, 'model.channel_base': 256, 'model.channel_max': 32,
+    'objective.pl_interval': 2, 'objective.r1_interval': 4, 'objective.r1_gamma': 1.0,
+    'augment.interval': 2, 'augment.target': 0.05, 'augment.speed_kimg': 0.5,
+    'train.batch_size': 8, 'train.num_steps': 6,
+    'eval.num_images': 64, 'eval.batch_size': 32, 'eval.every_steps': 3,
+    'checkpoint.every_steps': 2, 'log.every_steps': 1, 'log.num_samples': 16,
+}
+
+
 def main_command(workdir, config='configs/dcgan.py', **overrides):
   args = [sys.executable, '-m', 'jaxgen.main', f'--config={config}', f'--workdir={workdir}']
-  for key, value in {**TINY, **overrides}.items():
+  tiny = STYLEGAN_TINY if config.startswith('configs/stylegan.py') else TINY
+  for key, value in {**tiny, **overrides}.items():
     args.append(f'--config.{key}={value}')
   return args
 
@@ -50,8 +64,9 @@ def env_with_devices(num_devices=1, **extra):
   return env
 
 
-def run_main(workdir, num_devices=1, check=True, timeout=600, **overrides):
-  result = subprocess.run(main_command(workdir, **overrides), cwd=REPO, capture_output=True,
+def run_main(workdir, num_devices=1, check=True, timeout=600, config='configs/dcgan.py',
+             **overrides):
+  result = subprocess.run(main_command(workdir, config, **overrides), cwd=REPO, capture_output=True,
                           text=True, env=env_with_devices(num_devices), timeout=timeout)
   if check and result.returncode != 0:
     raise AssertionError(f'jaxgen.main failed ({result.returncode}):\n{result.stderr[-4000:]}')

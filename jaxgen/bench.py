@@ -1,0 +1,164 @@
+"""Training speed of a config: `python -m jaxgen.bench --config=configs/stylegan.py:bench256`.
+
+Runs the real update step of the training loop — the recipe's jitted variants with the mesh's
+shardings, as `jaxgen.train` builds them, so StyleGAN2's lazy R1 and path-length steps come at
+their intervals and the EMA and ADA updates are included — on batches from the config's data
+pipeline, and reports after warm-up:
+
+  sec/kimg and images/s   wall time of `--steps` steps (a multiple of every regulariser
+                          interval, so each variant runs in its real proportion);
+  peak device memory      `memory_stats()['peak_bytes_in_use']` where the backend reports it;
+  FLOPs and MFU           XLA's count of the compiled programs' floating-point operations,
+                          per image, and that rate over the accelerator's dense bf16 peak
+                          (`--peak_tflops`; known for recent NVIDIA GPUs and TPUs).
+
+No checkpoints, logs or evaluations. `--output=FILE` also writes the figures as JSON.
+"""
+
+import json
+import sys
+import time
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Experiment config file, optionally with a preset: configs/x.py:preset.',
+    lock_config=True)
+_STEPS = flags.DEFINE_integer('steps', 64, 'Timed steps (rounded up to a multiple of every '
+                              'step-variant period, e.g. 16 for StyleGAN2\'s lazy R1).')
+_WARMUP = flags.DEFINE_integer('warmup', 16, 'Untimed steps first (compilation, autotuning).')
+_PEAK_TFLOPS = flags.DEFINE_float('peak_tflops', 0.0, 'Dense bf16 peak of one device, for MFU; '
+                                  '0 = look it up from the device kind.')
+_OUTPUT = flags.DEFINE_string('output', None, 'Also write the figures to this JSON file.')
+flags.mark_flags_as_required(['config'])
+
+# Dense bf16 matrix peak per device (vendor figures), TFLOP/s.
+PEAK_BF16_TFLOPS = {'H100': 989.4, 'H200': 989.4, 'H800': 989.4, 'GH200': 989.4, 'B200': 2250.0,
+                    'A100': 312.0, 'A10G': 125.0, 'L4': 121.0, 'TPU v4': 275.0, 'TPU v5 lite': 197.0,
+                    'TPU v5e': 197.0, 'TPU v5p': 459.0, 'TPU v6 lite': 918.0, 'TPU v6e': 918.0}
+
+
+def peak_tflops(device):
+  kind = getattr(device, 'device_kind', '')
+  for name, tflops in sorted(PEAK_BF16_TFLOPS.items(), key=lambda kv: -len(kv[0])):
+    if name.lower() in kind.lower():
+      return tflops
+  return None
+
+
+def _period(recipe, limit=256):
+  """Smallest p ≤ limit with step_variant(s) == step_variant(s + p) for s in [0, limit)."""
+  variants = [recipe.step_variant(s) for s in range(2 * limit)]
+  for p in range(1, limit + 1):
+    if all(variants[s] == variants[s + p] for s in range(limit)):
+      return p
+  return limit
+
+
+def _flops(compiled):
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):  # Older JAX: one dict per computation.
+    cost = cost[0] if cost else {}
+  return float((cost or {}).get('flops', 0.0))
+
+
+def benchmark(config, steps=64, warmup=16, peak=None):
+  """Times `steps` training steps of `config` after `warmup` ones; returns a dict of figures."""
+  import jax
+  import numpy as np
+
+  from jaxgen import data, parallel, train
+
+  mesh = parallel.create_mesh()
+  batch_size = config.train.batch_size
+  parallel.check_batch_size(batch_size, mesh)
+  source = data.create_source(config.data)
+  recipe = train.create_recipe(config, source, mesh)
+  rng = jax.random.PRNGKey(config.seed)
+  abstract = jax.eval_shape(recipe.init_state, rng)
+  state_sharding = parallel.state_sharding(mesh, abstract)
+  state = jax.jit(recipe.init_state, out_shardings=state_sharding)(np.asarray(rng))
+  period = _period(recipe)
+  steps = -(-steps // period) * period
+  batches = data.batches(source, batch_size, config.seed, xflip=config.data.xflip,
+                         process_index=jax.process_index(), process_count=jax.process_count(),
+                         num_threads=config.data.num_threads)
+
+  compiled, flops = {}, {}
+  compile_start = time.time()
+  batch = parallel.global_batch(next(batches), mesh)
+  for s in range(period):
+    variant = recipe.step_variant(s)
+    if variant not in compiled:
+      fn = train.jit_train_step(recipe, mesh, state_sharding, variant)
+      compiled[variant] = fn.lower(state, batch).compile()
+      flops[variant] = _flops(compiled[variant])
+  compile_s = time.time() - compile_start
+
+  def run(num, first_step):
+    nonlocal state
+    metrics = None
+    for s in range(first_step, first_step + num):
+      batch = parallel.global_batch(next(batches), mesh)
+      state, metrics = compiled[recipe.step_variant(s)](state, batch)
+    jax.block_until_ready((state, metrics))
+    return metrics
+
+  run(warmup, 0)
+  start = time.time()
+  metrics = run(steps, warmup)
+  elapsed = time.time() - start
+  finite = all(np.isfinite(float(v)) for v in jax.device_get(metrics).values())
+
+  step_flops = sum(flops[recipe.step_variant(s)] for s in range(warmup, warmup + steps)) / steps
+  images_per_s = steps * batch_size / elapsed
+  device = jax.devices()[0]
+  peak = peak or peak_tflops(device)
+  memory = None
+  stats = device.memory_stats() if hasattr(device, 'memory_stats') else None
+  if stats and 'peak_bytes_in_use' in stats:
+    memory = max(d.memory_stats()['peak_bytes_in_use'] for d in jax.local_devices())
+  achieved = step_flops * steps / elapsed / mesh.devices.size  # Per device.
+  return {
+      'device': f'{mesh.devices.size} × {device.device_kind}',
+      'jax': jax.__version__,
+      'resolution': config.data.resolution,
+      'batch_size': batch_size,
+      'timed_steps': steps,
+      'warmup_steps': warmup,
+      'variants': len(compiled),
+      'compile_s': round(compile_s, 1),
+      'sec_per_kimg': round(elapsed / (steps * batch_size) * 1000, 3),
+      'images_per_s': round(images_per_s, 1),
+      'step_ms': round(elapsed / steps * 1000, 2),
+      'peak_memory_gib': None if memory is None else round(memory / 2**30, 2),
+      'gflop_per_image': round(step_flops / batch_size / 1e9, 1),
+      'tflops_per_device': round(achieved / 1e12, 1),
+      'mfu': None if not peak else round(achieved / (peak * 1e12), 4),
+      'finite': finite,
+  }
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  from jaxgen.errors import UserError
+  from jaxgen.cli import setup_logging
+  setup_logging()
+  try:
+    figures = benchmark(_CONFIG.value, _STEPS.value, _WARMUP.value, _PEAK_TFLOPS.value or None)
+  except UserError as e:
+    print(f'jaxgen: error: {e}', file=sys.stderr)
+    sys.exit(2)
+  width = max(len(k) for k in figures)
+  for key, value in figures.items():
+    print(f'{key:<{width}}  {value}')
+  if _OUTPUT.value:
+    with open(_OUTPUT.value, 'w') as f:
+      json.dump(figures, f, indent=2)
+
+
+if __name__ == '__main__':
+  from jaxgen.cli import parse_flags
+  app.run(main, flags_parser=parse_flags)

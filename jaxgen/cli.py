@@ -1,0 +1,32 @@
+"""What the command-line programs share: flag parsing with one-line errors, and logging."""
+
+import logging as py_logging
+import sys
+
+from absl import flags, logging
+
+
+def parse_flags(argv):
+  """absl's parser, but a bad config override is one line and exit status 2, no traceback."""
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, KeyError, AttributeError, TypeError, ValueError) as e:
+    message = str(e.args[0] if isinstance(e, KeyError) and e.args else e)
+    message = ' '.join(message.split())  # One line.
+    print(f'jaxgen: error: bad flag or config override: {message} (see --helpfull)',
+          file=sys.stderr)
+    sys.exit(2)
+
+
+def setup_logging():
+  """jaxgen's own progress lines at INFO on stderr; libraries (Orbax logs every save) at WARNING."""
+  logging.set_verbosity(logging.WARNING)
+  # Saves between evaluations carry no metric by design; Orbax warns about each one.
+  logging.get_absl_logger().addFilter(lambda r: 'tracked_metric' not in r.getMessage())
+  handler = py_logging.StreamHandler(sys.stderr)
+  handler.setFormatter(py_logging.Formatter('%(asctime)s %(levelname).1s %(message)s',
+                                            '%H:%M:%S'))
+  logger = py_logging.getLogger('jaxgen')
+  logger.addHandler(handler)
+  logger.setLevel(py_logging.INFO)
+  logger.propagate = False
