@@ -39,6 +39,7 @@ def tiny_config(**overrides):
 STYLEGAN_TINY = {
     'data.resolution': 16, 'data.num_images': 256, 'data.num_threads': 1,
     'model.z_dim': 16, 'model.w_dim': 16, 'model.channel_base': 256, 'model.channel_max': 32,
+    'objective.pl_weight': 2.0, 'objective.style_mixing_prob': 0.9,
     'objective.pl_interval': 2, 'objective.r1_interval': 4, 'objective.r1_gamma': 1.0,
     'augment.interval': 2, 'augment.target': 0.05, 'augment.speed_kimg': 0.5,
     'train.batch_size': 8, 'train.num_steps': 6,

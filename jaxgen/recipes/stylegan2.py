@@ -51,10 +51,6 @@ class TrainState:
   last_pl: jax.Array         # float32 [], mean path-length penalty of the latest Greg
 
 
-def global_norm(tree):
-  return optax.global_norm(tree)
-
-
 def validate(config, num_classes):
   """Checks the config's StyleGAN2 settings before anything is compiled (UserError)."""
   res = config.data.resolution
@@ -64,9 +60,9 @@ def validate(config, num_classes):
     raise UserError(f'objective.r1_gamma ({obj.r1_gamma}) and objective.pl_weight '
                     f'({obj.pl_weight}) must be >= 0')
   for name in ('r1_interval', 'pl_interval'):
-    if obj[name] < 0:
-      raise UserError(f'objective.{name}={obj[name]} must be >= 0 (0 = regularise every step '
-                      'together with the main loss is not supported; use 1)')
+    if obj[name] < 1:
+      raise UserError(f'objective.{name}={obj[name]} must be >= 1 (steps between lazy '
+                      'regularisation passes; 1 = every step)')
   if not 0 <= obj.style_mixing_prob <= 1:
     raise UserError(f'objective.style_mixing_prob={obj.style_mixing_prob} is outside [0, 1]')
   batch = config.train.batch_size
@@ -128,8 +124,8 @@ class StyleGAN2:
   def step_variant(self, step):
     """(run path length, run R1) at `step`: the lazy regularisers' phases, as static flags."""
     obj = self.obj
-    do_pl = obj.pl_weight > 0 and step % max(obj.pl_interval, 1) == 0
-    do_r1 = obj.r1_gamma > 0 and step % max(obj.r1_interval, 1) == 0
+    do_pl = obj.pl_weight > 0 and step % obj.pl_interval == 0
+    do_r1 = obj.r1_gamma > 0 and step % obj.r1_interval == 0
     return (bool(do_pl), bool(do_r1))
 
   def init_state(self, rng):
@@ -219,7 +215,7 @@ class StyleGAN2:
         penalty, new_mean, _ = objective.path_length_penalty(synthesis_fn, ws, pl_mean, pl_key,
                                                              obj.pl_decay)
         mean_penalty = jnp.mean(penalty)
-        return mean_penalty * obj.pl_weight * max(obj.pl_interval, 1), (new_mean, mean_penalty)
+        return mean_penalty * obj.pl_weight * obj.pl_interval, (new_mean, mean_penalty)
 
       (_, (pl_mean, last_pl)), pl_grads = jax.value_and_grad(g_pl_loss, has_aux=True)(g_params)
       updates, g_opt_state = self.g_tx.update(pl_grads, g_opt_state, g_params)
@@ -249,7 +245,7 @@ class StyleGAN2:
         d_fn = lambda images: self._discriminate(params, images, c, keys[6], p)
         penalty, logits = objective.r1_penalty(d_fn, real)
         mean_penalty = jnp.mean(penalty)
-        return mean_penalty * (obj.r1_gamma / 2) * max(obj.r1_interval, 1), (mean_penalty,
+        return mean_penalty * (obj.r1_gamma / 2) * obj.r1_interval, (mean_penalty,
                                                                               logits)
 
       (_, (last_r1, r1_logits)), r1_grads = jax.value_and_grad(d_r1_loss, has_aux=True)(d_params)
@@ -284,7 +280,7 @@ class StyleGAN2:
         'logits/real': jnp.mean(real_logits), 'logits/fake': jnp.mean(d_fake_logits),
         'logits/fake_for_g': jnp.mean(fake_logits),
         'augment/p': ada_p, 'augment/real_sign': jnp.mean(jnp.sign(real_logits)),
-        'grad_norm/d': global_norm(d_grads), 'grad_norm/g': global_norm(g_grads),
+        'grad_norm/d': optax.global_norm(d_grads), 'grad_norm/g': optax.global_norm(g_grads),
         'ema/beta': beta,
     }
     return new_state, metrics
