@@ -34,9 +34,10 @@ _OUTPUT = flags.DEFINE_string('output', None, 'Also write the figures to this JS
 flags.mark_flags_as_required(['config'])
 
 # Dense bf16 matrix peak per device (vendor figures), TFLOP/s.
-PEAK_BF16_TFLOPS = {'H100': 989.4, 'H200': 989.4, 'H800': 989.4, 'GH200': 989.4, 'B200': 2250.0,
-                    'A100': 312.0, 'A10G': 125.0, 'L4': 121.0, 'TPU v4': 275.0, 'TPU v5 lite': 197.0,
-                    'TPU v5e': 197.0, 'TPU v5p': 459.0, 'TPU v6 lite': 918.0, 'TPU v6e': 918.0}
+PEAK_BF16_TFLOPS = {
+    'H100': 989.4, 'H200': 989.4, 'H800': 989.4, 'GH200': 989.4, 'B200': 2250.0, 'A100': 312.0,
+    'A10G': 125.0, 'L4': 121.0, 'TPU v4': 275.0, 'TPU v5 lite': 197.0, 'TPU v5e': 197.0,
+    'TPU v5p': 459.0, 'TPU v6 lite': 918.0, 'TPU v6e': 918.0}
 
 
 def peak_tflops(device):

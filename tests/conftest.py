@@ -2,9 +2,11 @@
 
 import glob
 import os
+import signal
 import struct
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -22,16 +24,20 @@ TINY = {
 }
 
 
-def tiny_config(**overrides):
-  import dcgan
-  config = dcgan.get_config()
-  for key, value in {**TINY, **overrides}.items():
+def with_overrides(config, overrides):
+  """`config` with dotted-key overrides applied, as --config.a.b=v would."""
+  for key, value in overrides.items():
     node = config
     *path, leaf = key.split('.')
     for part in path:
       node = node[part]
     node[leaf] = value
   return config
+
+
+def tiny_config(**overrides):
+  import dcgan
+  return with_overrides(dcgan.get_config(), {**TINY, **overrides})
 
 
 # Overrides that make configs/stylegan.py tiny: 16×16, ≤ 32 channels, batch 8, 6 steps, with
@@ -72,6 +78,20 @@ def run_main(workdir, num_devices=1, check=True, timeout=600, config='configs/dc
   if check and result.returncode != 0:
     raise AssertionError(f'jaxgen.main failed ({result.returncode}):\n{result.stderr[-4000:]}')
   return result
+
+
+def kill_after_checkpoint(workdir, step, config='configs/dcgan.py', **overrides):
+  """Starts `jaxgen.main` and SIGKILLs it as soon as checkpoint `step` is complete."""
+  process = subprocess.Popen(main_command(workdir, config, **overrides), cwd=REPO,
+                             env=env_with_devices(1), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+  deadline = time.time() + 400
+  while not os.path.exists(os.path.join(workdir, 'checkpoints', str(step))):
+    assert process.poll() is None, 'the run ended before it could be killed'
+    assert time.time() < deadline
+    time.sleep(0.05)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
 
 
 def read_scalars(workdir):

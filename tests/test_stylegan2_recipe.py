@@ -4,36 +4,25 @@ kill -9 and bad input refused before compilation."""
 
 import functools
 import os
-import signal
 import subprocess
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 from PIL import Image
 
 import stylegan
-from conftest import (REPO, STYLEGAN_TINY, env_with_devices, main_command, read_scalars,
-                      run_main, tree_digest)
+from conftest import (REPO, STYLEGAN_TINY, env_with_devices, kill_after_checkpoint,
+                      main_command, read_scalars, run_main, tree_digest, with_overrides)
 from jaxgen.errors import UserError
-from jaxgen.models import stylegan2 as sg
 from jaxgen.recipes.stylegan2 import StyleGAN2
 
 CONFIG = 'configs/stylegan.py'
 
 
 def tiny_config(**overrides):
-  config = stylegan.get_config()
-  for key, value in {**STYLEGAN_TINY, **overrides}.items():
-    node = config
-    *path, leaf = key.split('.')
-    for part in path:
-      node = node[part]
-    node[leaf] = value
-  return config
+  return with_overrides(stylegan.get_config(), {**STYLEGAN_TINY, **overrides})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -261,15 +250,7 @@ def test_run_writes_samples_metrics_and_regulariser_logs(stylegan_run):
 
 def test_kill_9_then_rerun_resumes_exactly_including_ada_p_and_pl_mean(stylegan_run, tmp_path):
   workdir = str(tmp_path)
-  process = subprocess.Popen(main_command(workdir, CONFIG), cwd=REPO, env=env_with_devices(1),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  deadline = time.time() + 400
-  while not os.path.exists(os.path.join(workdir, 'checkpoints', '4')):
-    assert process.poll() is None, 'the run ended before it could be killed'
-    assert time.time() < deadline
-    time.sleep(0.05)
-  process.send_signal(signal.SIGKILL)
-  process.wait()
+  kill_after_checkpoint(workdir, 4, CONFIG)
   result = run_main(workdir, config=CONFIG)
   resumed_from = int(result.stderr.split('Resuming at step ')[1].split()[0])
   assert 4 <= resumed_from < 6

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import (REPO, env_with_devices, main_command, read_scalars, run_main,
-                      tree_digest)
+from conftest import (REPO, env_with_devices, kill_after_checkpoint, main_command, read_scalars,
+                      run_main)
 
 LOSSES = ('loss/d', 'loss/g')
 
@@ -54,16 +54,8 @@ def test_run_leaves_checkpoints_logs_config_samples_and_metric(reference_run):
 
 def test_kill_9_then_rerun_resumes_with_identical_losses(reference_run, tmp_path):
   workdir = str(tmp_path)
-  process = subprocess.Popen(main_command(workdir), cwd=REPO, env=env_with_devices(1),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-  # Kill as soon as the step-4 checkpoint is complete (the run has 6 steps).
-  deadline = time.time() + 300
-  while not os.path.exists(os.path.join(workdir, 'checkpoints', '4')):
-    assert process.poll() is None, 'the run ended before it could be killed'
-    assert time.time() < deadline
-    time.sleep(0.05)
-  process.send_signal(signal.SIGKILL)
-  process.wait()
+  # Killed as soon as the step-4 checkpoint is complete (the run has 6 steps).
+  kill_after_checkpoint(workdir, 4)
   result = run_main(workdir)
   assert 'Resuming at step' in result.stderr
   resumed_from = int(result.stderr.split('Resuming at step ')[1].split()[0])
