@@ -24,6 +24,7 @@ import functools
 
 from jax import lax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxgen.ops.upfirdn2d import filter_size, parse_padding, upfirdn2d
 
@@ -121,15 +122,13 @@ def transposed_conv_polyphase(x, w, up):
   kh, kw, in_ch, out_ch = w.shape
   dy, span_y, taps_y = _phase_taps(kh, up)
   dx, span_x, taps_x = _phase_taps(kw, up)
-  zero = jnp.zeros((in_ch, out_ch), w.dtype)
-  # Kernel [span_y, span_x, I, up, up, O]: phase (a, b) reads w[taps_y[a][s], taps_x[b][t]].
-  kernel = jnp.stack([
-      jnp.stack([
-          jnp.stack([jnp.stack([zero if ty is None or tx is None else w[ty, tx]
-                                for b, tx in ((b, taps_x[b][t]) for b in range(up))], axis=-2)
-                     for a, ty in ((a, taps_y[a][s]) for a in range(up))], axis=-3)
-          for t in range(span_x)], axis=0)
-      for s in range(span_y)], axis=0)
+  # Kernel [span_y, span_x, I, up, up, O]: phase (a, b) reads w[taps_y[a][s], taps_x[b][t]];
+  # a missing tap reads the zero row/column appended to w.
+  w = jnp.pad(w, ((0, 1), (0, 1), (0, 0), (0, 0)))
+  rows_idx = np.array([[kh if t is None else t for t in phase] for phase in taps_y]).T  # [s, a]
+  cols_idx = np.array([[kw if t is None else t for t in phase] for phase in taps_x]).T  # [t, b]
+  kernel = w[rows_idx[:, None, :, None], cols_idx[None, :, None, :]]   # [s, t, a, b, I, O]
+  kernel = kernel.transpose(0, 1, 4, 2, 3, 5)
   kernel = kernel.reshape(span_y, span_x, in_ch, up * up * out_ch)
   out_h, out_w = (h - 1) * up + kh, (wd - 1) * up + kw
   rows, cols = -(-out_h // up), -(-out_w // up)
