@@ -60,6 +60,10 @@ def get_config(preset=''):
   config.model.d_architecture = 'resnet'  # 'resnet' | 'skip' | 'orig'
   config.model.mbstd_group_size = 4  # Minibatch-stddev group; 0 = the whole batch.
   config.model.mbstd_num_channels = 1
+  # Groups form within each device's share of the batch, as within each GPU's in the official
+  # code (and need no communication); N > 0: within N equal parts whatever the device count,
+  # e.g. 8 gives an 8-GPU run's statistics on one device.
+  config.model.mbstd_num_splits = 0
   # Mixed precision: bfloat16 in the `num_bf16_res` highest resolutions of G and D, activations
   # clamped to ±conv_clamp (0 = no clamp). Off on a CPU, where bf16 is slower than float32.
   config.model.num_bf16_res = 0

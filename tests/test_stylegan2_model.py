@@ -309,6 +309,22 @@ def test_minibatch_stddev_matches_numpy():
       np.testing.assert_allclose(y[i, :, :, 6 + f], std[..., 3 * f:3 * f + 3].mean(), rtol=1e-5)
 
 
+def test_minibatch_stddev_groups_within_each_split_as_on_each_gpu():
+  """num_splits = S: the official per-GPU computation on each of S contiguous sub-batches."""
+  x = np.random.RandomState(3).standard_normal((16, 2, 2, 4)).astype(np.float32)
+  y = np.asarray(sg.minibatch_stddev(jnp.asarray(x), group_size=2, num_splits=4))
+  for part in range(4):
+    sub = x[4 * part:4 * part + 4]
+    expected = np.asarray(sg.minibatch_stddev(jnp.asarray(sub), group_size=2))
+    np.testing.assert_allclose(y[4 * part:4 * part + 4], expected, rtol=1e-6)
+  # Groups really are per part: the whole-batch grouping (samples i, i + 8) gives other values.
+  whole = np.asarray(sg.minibatch_stddev(jnp.asarray(x), group_size=2))
+  assert np.abs(whole[..., 4] - y[..., 4]).max() > 0.1
+  # A group larger than a part shrinks to the part (min(G, per-device batch), as officially).
+  y8 = np.asarray(sg.minibatch_stddev(jnp.asarray(x), group_size=8, num_splits=4))
+  np.testing.assert_allclose(y8, np.asarray(sg.minibatch_stddev(jnp.asarray(x), 4, 1, 4)))
+
+
 # ------------------------------------------------------------------------------------------------
 # Bad input.
 
@@ -354,3 +370,5 @@ def test_other_bad_settings():
     sg.Discriminator(architecture='dense')
   with pytest.raises(UserError, match='multiple of mbstd_group_size'):
     sg.minibatch_stddev(jnp.zeros((6, 4, 4, 2)), group_size=4)
+  with pytest.raises(UserError, match='does not split into 4'):
+    sg.minibatch_stddev(jnp.zeros((6, 4, 4, 2)), group_size=2, num_splits=4)

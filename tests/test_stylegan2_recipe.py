@@ -103,6 +103,12 @@ def test_bad_settings_are_refused_on_construction():
     StyleGAN2(tiny_config(**{'train.batch_size': 6}), 0)
   with pytest.raises(UserError, match='augmentation mode'):
     StyleGAN2(tiny_config(**{'augment.mode': 'sometimes'}), 0)
+  # Minibatch-stddev splits (devices): 3 do not divide the batch of 8; 2 splits of 6 samples
+  # cannot form groups of 4.
+  with pytest.raises(UserError, match='mbstd_num_splits=3'):
+    StyleGAN2(tiny_config(**{'model.mbstd_num_splits': 3}), 0)
+  with pytest.raises(UserError, match='per-device batch is 6'):
+    StyleGAN2(tiny_config(**{'train.batch_size': 12, 'model.mbstd_num_splits': 2}), 0)
 
 
 def _fails_cleanly(args):
@@ -284,11 +290,13 @@ def test_bench_command_reports_its_figures(tmp_path):
   assert 'sec_per_kimg' in result.stdout
 
 
-def test_four_devices_match_one_device(stylegan_run, tmp_path):
+def test_four_devices_match_one_device(tmp_path):
   """The batch split over 4 devices (latents sharded by parallel.batch_constraint, minibatch
-  stddev over the global batch) computes the single-device step."""
-  run_main(str(tmp_path), num_devices=4, config=CONFIG)
-  expected, got = read_scalars(stylegan_run), read_scalars(str(tmp_path))
+  stddev grouped within each device) computes the single-device step with 4 stddev splits."""
+  one, four = str(tmp_path / 'one'), str(tmp_path / 'four')
+  run_main(one, num_devices=1, config=CONFIG, **{'model.mbstd_num_splits': 4})
+  run_main(four, num_devices=4, config=CONFIG)  # Default: one split per device.
+  expected, got = read_scalars(one), read_scalars(four)
   for tag in ('loss/d', 'loss/g', 'pl/mean', 'loss/r1_penalty'):
     # Step 1 is the same maths on the same inputs: float32 reassociation only.
     assert got[tag][1] == pytest.approx(expected[tag][1], rel=1e-5), tag

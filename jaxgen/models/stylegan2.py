@@ -551,25 +551,31 @@ class DiscriminatorBlock(nn.Module):
     return x, img
 
 
-def minibatch_stddev(x, group_size=4, num_channels=1):
+def minibatch_stddev(x, group_size=4, num_channels=1, num_splits=1):
   """Appends the minibatch standard deviation as `num_channels` extra feature maps.
 
-  x [N, H, W, C] → [N, H, W, C + num_channels]. Samples i and i + N/G form a group (G =
-  min(group_size, N)); the stddev over each group, averaged over pixels and C/num_channels
-  channels, is broadcast to the group's members.
+  x [N, H, W, C] → [N, H, W, C + num_channels]. The batch is cut into `num_splits` equal
+  contiguous parts (one per device, as the official code computes it on each GPU's sub-batch);
+  within a part of M samples, samples i and i + M/G form a group (G = min(group_size, M)). The
+  stddev over each group, averaged over pixels and C/num_channels channels, is broadcast to the
+  group's members.
   """
   n, h, w, c = x.shape
-  g = n if group_size is None else min(group_size, n)
-  if n % g:
-    raise UserError(f'minibatch-stddev group size {g} does not divide the per-step batch size '
-                    f'{n}; choose a batch size that is a multiple of mbstd_group_size.')
+  if n % num_splits:
+    raise UserError(f'minibatch stddev: the batch of {n} does not split into {num_splits} equal '
+                    'parts (one per device); use a batch size that is a multiple of it.')
+  m = n // num_splits
+  g = m if group_size is None else min(group_size, m)
+  if m % g:
+    raise UserError(f'minibatch-stddev group size {g} does not divide the per-device batch size '
+                    f'{m}; choose a batch size that is a multiple of mbstd_group_size.')
   f = num_channels
-  y = x.astype(jnp.float32).reshape(g, n // g, h, w, f, c // f)
-  y = y - jnp.mean(y, axis=0)
-  y = jnp.sqrt(jnp.mean(jnp.square(y), axis=0) + 1e-8)   # [n/G, H, W, F, c/F]
-  y = jnp.mean(y, axis=(1, 2, 4))                         # [n/G, F]
-  y = jnp.tile(y[:, None, None, :], (g, h, w, 1))         # [N, H, W, F]
-  return jnp.concatenate([x, y.astype(x.dtype)], axis=-1)
+  y = x.astype(jnp.float32).reshape(num_splits, g, m // g, h, w, f, c // f)
+  y = y - jnp.mean(y, axis=1, keepdims=True)
+  y = jnp.sqrt(jnp.mean(jnp.square(y), axis=1) + 1e-8)  # [S, M/G, H, W, F, c/F]
+  y = jnp.mean(y, axis=(2, 3, 5))                         # [S, M/G, F]
+  y = jnp.broadcast_to(y[:, None, :, None, None, :], (num_splits, g, m // g, h, w, f))
+  return jnp.concatenate([x, y.reshape(n, h, w, f).astype(x.dtype)], axis=-1)
 
 
 class DiscriminatorEpilogue(nn.Module):
@@ -581,6 +587,7 @@ class DiscriminatorEpilogue(nn.Module):
   architecture: str = 'resnet'
   mbstd_group_size: Optional[int] = 4
   mbstd_num_channels: int = 1
+  mbstd_num_splits: int = 1
   activation: str = 'lrelu'
   conv_clamp: Optional[float] = None
 
@@ -592,7 +599,8 @@ class DiscriminatorEpilogue(nn.Module):
       x = x + Conv2dLayer(self.in_channels, 1, activation=self.activation,
                           name='fromrgb')(img.astype(jnp.float32))
     if self.mbstd_num_channels > 0:
-      x = minibatch_stddev(x, self.mbstd_group_size, self.mbstd_num_channels)
+      x = minibatch_stddev(x, self.mbstd_group_size, self.mbstd_num_channels,
+                           self.mbstd_num_splits)
     x = Conv2dLayer(self.in_channels, 3, activation=self.activation, conv_clamp=self.conv_clamp,
                     name='conv')(x)
     x = FullyConnectedLayer(self.in_channels, activation=self.activation,
@@ -608,7 +616,8 @@ class Discriminator(nn.Module):
 
   Fields mirror the official knobs: `architecture` ('resnet' default; 'orig' for `cifar`;
   'skip'), `channel_base`, `channel_max`, `num_bf16_res`, `conv_clamp`, `mbstd_group_size` (4
-  for `stylegan2`, 8 for `paper256`, 32 for `cifar`), `mbstd_num_channels`, `cmap_dim` (label
+  for `stylegan2`, 8 for `paper256`, 32 for `cifar`), `mbstd_num_channels`, `mbstd_num_splits`
+  (groups form within each of that many parts of the batch: the devices), `cmap_dim` (label
   projection width, default = channels at 4×4) and `num_mapping_layers` of the label mapping.
   """
   resolution: int = 256
@@ -622,6 +631,7 @@ class Discriminator(nn.Module):
   cmap_dim: Optional[int] = None
   mbstd_group_size: Optional[int] = 4
   mbstd_num_channels: int = 1
+  mbstd_num_splits: int = 1
   num_mapping_layers: int = 8
   resample_filter: Sequence[int] = (1, 3, 3, 1)
 
@@ -658,8 +668,8 @@ class Discriminator(nn.Module):
     return DiscriminatorEpilogue(
         channels(4), cmap_dim=cmap_dim, resolution=4, img_channels=self.img_channels,
         architecture=self.architecture, mbstd_group_size=self.mbstd_group_size,
-        mbstd_num_channels=self.mbstd_num_channels, conv_clamp=self.conv_clamp,
-        name='b4')(x, img, cmap)
+        mbstd_num_channels=self.mbstd_num_channels, mbstd_num_splits=self.mbstd_num_splits,
+        conv_clamp=self.conv_clamp, name='b4')(x, img, cmap)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -678,8 +688,9 @@ def init_generator(generator, rng, batch_size=1):
                         _example_labels(generator.c_dim, batch_size))
 
 
-def init_discriminator(discriminator, rng, batch_size=1):
+def init_discriminator(discriminator, rng, batch_size=None):
   """Variables {'params'} of `discriminator` (works under jax.eval_shape)."""
+  batch_size = batch_size or discriminator.mbstd_num_splits  # One sample per split.
   res = discriminator.resolution
   img = jnp.zeros((batch_size, res, res, discriminator.img_channels), jnp.float32)
   return discriminator.init(rng, img, _example_labels(discriminator.c_dim, batch_size))

@@ -51,7 +51,16 @@ class TrainState:
   last_pl: jax.Array         # float32 [], mean path-length penalty of the latest Greg
 
 
-def validate(config, num_classes):
+def mbstd_num_splits(config, mesh=None):
+  """Parts of the batch within which minibatch-stddev groups form: `model.mbstd_num_splits`, or
+  (0) one per device, as the official code groups each GPU's sub-batch."""
+  splits = config.model.get('mbstd_num_splits', 0)
+  if splits < 0:
+    raise UserError(f'model.mbstd_num_splits={splits} must be >= 0 (0 = one per device)')
+  return splits or (1 if mesh is None else int(mesh.devices.size))
+
+
+def validate(config, num_classes, mesh=None):
   """Checks the config's StyleGAN2 settings before anything is compiled (UserError)."""
   res = config.data.resolution
   sg.check_resolution(res, 'StyleGAN2 (data.resolution)')
@@ -67,9 +76,15 @@ def validate(config, num_classes):
     raise UserError(f'objective.style_mixing_prob={obj.style_mixing_prob} is outside [0, 1]')
   batch = config.train.batch_size
   group = config.model.mbstd_group_size
-  if group and batch % min(group, batch):
+  splits = mbstd_num_splits(config, mesh)
+  if batch % splits:
+    raise UserError(f'train.batch_size={batch} does not split into model.mbstd_num_splits='
+                    f'{splits} equal parts (0 = one per device): change one of them')
+  per_split = batch // splits
+  if group and per_split % min(group, per_split):
     raise UserError(f'train.batch_size={batch} is not a multiple of model.mbstd_group_size='
-                    f'{group}: change one of them')
+                    f'{group} on each of {splits} device(s)/splits (the per-device batch is '
+                    f'{per_split}): change one of them')
   pl_batch = batch // obj.pl_batch_shrink if obj.pl_batch_shrink else 0
   if obj.pl_weight > 0 and pl_batch < 1:
     raise UserError(f'objective.pl_batch_shrink={obj.pl_batch_shrink} leaves no samples of the '
@@ -87,7 +102,7 @@ class StyleGAN2:
   """Builds the StyleGAN2 networks and the update step from a config (configs/stylegan.py)."""
 
   def __init__(self, config, num_classes, mesh=None):
-    self.augment = validate(config, num_classes)
+    self.augment = validate(config, num_classes, mesh)
     m, o, obj = config.model, config.optimizer, config.objective
     res = config.data.resolution
     self.conditional = config.data.use_labels
@@ -105,7 +120,8 @@ class StyleGAN2:
         resolution=res, img_channels=config.data.channels, c_dim=self.num_classes,
         architecture=m.d_architecture, channel_base=m.channel_base, channel_max=m.channel_max,
         num_bf16_res=m.num_bf16_res, conv_clamp=m.conv_clamp or None,
-        mbstd_group_size=m.mbstd_group_size or None, mbstd_num_channels=m.mbstd_num_channels)
+        mbstd_group_size=m.mbstd_group_size or None, mbstd_num_channels=m.mbstd_num_channels,
+        mbstd_num_splits=mbstd_num_splits(config, mesh))
     self.obj = obj
     self.pl_batch = max(self.batch_size // obj.pl_batch_shrink, 1) if obj.pl_weight > 0 else 0
     self.g_tx = self._adam(o.g_lr, o, obj.pl_interval)
