@@ -10,8 +10,8 @@ stream them into the FID Inception batch by batch, so `fid50k` never holds 50k i
 
 Real images for the Inception metrics are the first N of a fixed permutation of the training
 source (the whole source, in order, for `_full`); their features are cached per dataset,
-resolution and count in `$JAXGEN_CACHE/fid_stats` (default ~/.cache/jaxgen), so only the
-first evaluation of a run pays for them.
+resolution, count and Inception weights (and precision) in `$JAXGEN_CACHE/fid_stats` (default
+~/.cache/jaxgen), so only the first evaluation of a run pays for them.
 
 The Inception weights are found by `inception_weights.load_params`: `eval.inception_weights`
 (optional; '' = default lookup), `$JAXGEN_INCEPTION_WEIGHTS`, the cache, or a download. With

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import warnings
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -168,6 +169,24 @@ def test_inception_features_pads_and_quantizes(tmp_path):
   # Padding does not leak into the results: the first image alone gives the same features.
   alone, _ = net(np.concatenate([images[:1]] * 4))
   np.testing.assert_allclose(np.asarray(alone)[0], np.asarray(pool)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_weights_fingerprint_names_the_network():
+  """Cached real features belong to one Inception: other weights, other fingerprint and file."""
+  params = inception_weights.convert_state_dict(inception_weights.random_state_dict(1))
+  same = inception_weights.convert_state_dict(inception_weights.random_state_dict(1))
+  other = inception_weights.convert_state_dict(inception_weights.random_state_dict(2))
+  first = fid.weights_fingerprint(params)
+  assert len(first) == 10 and first == fid.weights_fingerprint(same)
+  assert fid.weights_fingerprint(other) != first
+  # One changed scalar is another network.
+  leaves, treedef = jax.tree_util.tree_flatten(same)
+  leaves[-1] = np.asarray(leaves[-1]).copy()
+  leaves[-1].flat[0] += 1e-3
+  assert fid.weights_fingerprint(jax.tree_util.tree_unflatten(treedef, leaves)) != first
+  net = fid.InceptionFeatures(params, precision='fp32')
+  assert net.weights_id == first
+  assert fid.real_stats_path('d', 32, 50, '/c', 'fp32', first).name == f'd-32px-50-w{first}.npz'
 
 
 # ---------------------------------------------------------------------------------------------

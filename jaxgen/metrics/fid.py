@@ -20,6 +20,7 @@ Typical use (see also `registry.compute_metrics`):
 """
 
 import dataclasses
+import hashlib
 import os
 import pathlib
 import re
@@ -77,6 +78,7 @@ class InceptionFeatures:
     axes = self.data_axis if isinstance(self.data_axis, tuple) else (self.data_axis,)
     self.num_shards = int(np.prod([self.mesh.shape[a] for a in axes]))
     self.precision = precision
+    self.weights_id = weights_fingerprint(params)
     self.value_range = tuple(value_range)
     self.quantize = quantize
     self._batch_sharding = NamedSharding(self.mesh, P(self.data_axis))
@@ -112,6 +114,18 @@ class InceptionFeatures:
     if size != n:
       pool, logits = pool[:n], logits[:n]
     return pool, logits
+
+
+def weights_fingerprint(params):
+  """First 10 hex digits of the SHA-256 of every parameter (by name, shape, dtype, bytes): which
+  Inception produced cached features. pytorch-fid's weights always give the same one."""
+  digest = hashlib.sha256()
+  for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(params)[0],
+                           key=lambda kv: jax.tree_util.keystr(kv[0])):
+    leaf = np.ascontiguousarray(np.asarray(leaf))
+    digest.update(f'{jax.tree_util.keystr(path)}:{leaf.shape}:{leaf.dtype};'.encode())
+    digest.update(leaf.tobytes())
+  return digest.hexdigest()[:10]
 
 
 def _to_host(x):
@@ -348,11 +362,13 @@ def load_stats(path):
   return mu, sigma
 
 
-def real_stats_path(dataset, resolution, num_samples, cache=None, precision='fp32'):
+def real_stats_path(dataset, resolution, num_samples, cache=None, precision='fp32',
+                    weights_id=None):
   """Cache file of a dataset's Inception features.
 
-  `<cache>/fid_stats/<dataset>-<res>px-<n>.npz`, with `-<precision>` appended for Inception
-  precisions other than fp32 (statistics are only comparable at one precision).
+  `<cache>/fid_stats/<dataset>-<res>px-<n>[-<precision>][-w<weights_id>].npz`: the precision
+  is appended when not fp32 and the weights' fingerprint when given (statistics are only
+  comparable for one network at one precision).
 
   Args:
     dataset: a name identifying the data (and its split/preprocessing), e.g. 'cifar10-train'.
@@ -360,10 +376,13 @@ def real_stats_path(dataset, resolution, num_samples, cache=None, precision='fp3
     num_samples: images used, or None for the whole dataset ('full').
     cache: cache root; default `inception_weights.cache_dir()`.
     precision: the Inception precision the statistics were computed at.
+    weights_id: `InceptionFeatures.weights_id`, the fingerprint of the Inception weights.
   """
   safe = re.sub(r'[^A-Za-z0-9._-]+', '_', str(dataset))
   count = 'full' if num_samples is None else str(int(num_samples))
   suffix = '' if precision == 'fp32' else f'-{precision}'
+  if weights_id:
+    suffix += f'-w{weights_id}'
   root = pathlib.Path(cache) if cache else inception_weights.cache_dir()
   return root / 'fid_stats' / f'{safe}-{int(resolution)}px-{count}{suffix}.npz'
 
@@ -383,7 +402,7 @@ def _read_cached(path, keep_pool):
 
 
 def cached_real_features(dataset, resolution, num_samples, compute, keep_pool=False,
-                         cache=None, precision='fp32'):
+                         cache=None, precision='fp32', weights_id=None):
   """Real-data Inception statistics (and features), computed once per dataset/res/count.
 
   A missing, unreadable or inconsistent entry is (re)computed with `compute()` and written
@@ -395,11 +414,12 @@ def cached_real_features(dataset, resolution, num_samples, compute, keep_pool=Fa
     keep_pool: the caller needs per-image pool3 features (KID, precision/recall).
     cache: cache root.
     precision: the Inception precision (part of the key).
+    weights_id: fingerprint of the Inception weights (part of the key).
 
   Returns:
     `Features` (with `pool` when `keep_pool`).
   """
-  path = real_stats_path(dataset, resolution, num_samples, cache, precision)
+  path = real_stats_path(dataset, resolution, num_samples, cache, precision, weights_id)
   if path.is_file():
     try:
       cached = _read_cached(path, keep_pool)

@@ -128,7 +128,8 @@ def compute_metrics(names, net, fake_batches, real_batches=None, dataset=None,
     else:
       real_sets[spec.num_real] = fid_lib.cached_real_features(
           dataset, resolution, spec.num_real, compute, keep_pool=keep_pool, cache=cache,
-          precision=getattr(net, 'precision', 'fp32'))
+          precision=getattr(net, 'precision', 'fp32'),
+          weights_id=getattr(net, 'weights_id', None))
 
   results = {}
   for spec in specs:
