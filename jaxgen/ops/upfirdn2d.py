@@ -257,3 +257,44 @@ def upfirdn1d_matrix(size, f, up=1, down=1, padding=(0, 0), flip_filter=False, g
       if 0 <= t < len(taps):
         matrix[i, j] = taps[t]
   return matrix.astype(np.float32)
+
+
+def banded_blocks(matrix, block):
+  """Splits a banded matrix [out, size] into row blocks that each read one window of the input.
+
+  Returns (kernels [num_blocks, block, width] float32, window starts (ints), out). Rows
+  `b·block …` of the matrix equal `kernels[b]` applied to input[start_b : start_b + width].
+  """
+  num_out, size = matrix.shape
+  num_blocks = -(-num_out // block)
+  spans = []
+  for b in range(num_blocks):
+    used = np.nonzero(np.any(matrix[b * block:(b + 1) * block] != 0, axis=0))[0]
+    spans.append((used.min(), used.max() + 1) if used.size else (0, 1))
+  width = min(max(end - start for start, end in spans), size)
+  starts = [int(min(start, size - width)) for start, _ in spans]
+  kernels = np.zeros((num_blocks, block, width), np.float32)
+  for b, start in enumerate(starts):
+    rows = matrix[b * block:(b + 1) * block, start:start + width]
+    kernels[b, :rows.shape[0]] = rows
+  return kernels, starts, num_out
+
+
+def apply_banded(x, matrix, axis, block=32, precision=lax.Precision.HIGHEST):
+  """`matrix` [out, size] applied along `axis` (1 or 2) of x [N, H, W, C], block by block.
+
+  Equal to `einsum('oh,nhwc->nowc', matrix, x)` (axis 1), but each block of `block` output rows
+  multiplies only the window of inputs it reads: for a k-tap up-sampling matrix about
+  (block/2 + k/2) instead of `size` multiply-adds per output, and a plain batched matmul (and
+  transpose) for XLA on every backend.
+  """
+  if axis not in (1, 2):
+    raise ValueError(f'apply_banded works on axis 1 or 2 of [N, H, W, C], got axis {axis}')
+  kernels, starts, num_out = banded_blocks(np.asarray(matrix), block)
+  width = kernels.shape[2]
+  windows = jnp.stack([lax.slice_in_dim(x, s, s + width, axis=axis) for s in starts], axis=axis)
+  if axis == 1:
+    y = jnp.einsum('bol,nblwc->nbowc', kernels, windows, precision=precision)
+    return y.reshape(y.shape[0], -1, *y.shape[3:])[:, :num_out]
+  y = jnp.einsum('bol,nhblc->nhboc', kernels, windows, precision=precision)
+  return y.reshape(*y.shape[:2], -1, y.shape[-1])[:, :, :num_out]
