@@ -58,6 +58,8 @@ def _period(recipe, limit=256):
 
 
 def _flops(compiled):
+  """XLA's FLOP count of one device's program (the SPMD-partitioned module: with the batch
+  split over D devices it counts 1/D of the step's work)."""
   cost = compiled.cost_analysis()
   if isinstance(cost, (list, tuple)):  # Older JAX: one dict per computation.
     cost = cost[0] if cost else {}
@@ -112,7 +114,8 @@ def benchmark(config, steps=64, warmup=16, peak=None):
   elapsed = time.time() - start
   finite = all(np.isfinite(float(v)) for v in jax.device_get(metrics).values())
 
-  step_flops = sum(flops[recipe.step_variant(s)] for s in range(warmup, warmup + steps)) / steps
+  # Per device and step; the whole step's work is that times the devices (data parallelism).
+  device_flops = sum(flops[recipe.step_variant(s)] for s in range(warmup, warmup + steps)) / steps
   images_per_s = steps * batch_size / elapsed
   device = jax.devices()[0]
   peak = peak or peak_tflops(device)
@@ -120,7 +123,7 @@ def benchmark(config, steps=64, warmup=16, peak=None):
   stats = device.memory_stats() if hasattr(device, 'memory_stats') else None
   if stats and 'peak_bytes_in_use' in stats:
     memory = max(d.memory_stats()['peak_bytes_in_use'] for d in jax.local_devices())
-  achieved = step_flops * steps / elapsed / mesh.devices.size  # Per device.
+  achieved = device_flops * steps / elapsed  # FLOP/s per device.
   return {
       'device': f'{mesh.devices.size} × {device.device_kind}',
       'jax': jax.__version__,
@@ -134,7 +137,7 @@ def benchmark(config, steps=64, warmup=16, peak=None):
       'images_per_s': round(images_per_s, 1),
       'step_ms': round(elapsed / steps * 1000, 2),
       'peak_memory_gib': None if memory is None else round(memory / 2**30, 2),
-      'gflop_per_image': round(step_flops / batch_size / 1e9, 1),
+      'gflop_per_image': round(device_flops * mesh.devices.size / batch_size / 1e9, 3),
       'tflops_per_device': round(achieved / 1e12, 1),
       'mfu': None if not peak else round(achieved / (peak * 1e12), 4),
       'finite': finite,
