@@ -13,6 +13,11 @@ pipeline, and reports after warm-up:
                           (`--peak_tflops`; known for recent NVIDIA GPUs and TPUs).
 
 No checkpoints, logs or evaluations. `--output=FILE` also writes the figures as JSON.
+
+`--profile=N` then traces N steps of each step variant and prints where the device time goes,
+weighted by how often each variant runs: by phase (Gmain, Greg, Dmain, Dreg, EMA), by model
+scope and direction (e.g. `Gmain/Generator.synthesize/synthesis/b256 (bwd)`), and the top XLA
+ops (jaxgen/profiling.py).
 """
 
 import json
@@ -31,6 +36,11 @@ _WARMUP = flags.DEFINE_integer('warmup', 16, 'Untimed steps first (compilation, 
 _PEAK_TFLOPS = flags.DEFINE_float('peak_tflops', 0.0, 'Dense bf16 peak of one device, for MFU; '
                                   '0 = look it up from the device kind.')
 _OUTPUT = flags.DEFINE_string('output', None, 'Also write the figures to this JSON file.')
+_PROFILE = flags.DEFINE_integer('profile', 0, 'After timing, trace this many steps of every '
+                                'step variant and print where the time goes (0 = no trace).')
+_PROFILE_DIR = flags.DEFINE_string('profile_dir', '/tmp/jaxgen_bench_profile',
+                                   'Where the traces go (TensorBoard / Perfetto can open them).')
+_PROFILE_DEPTH = flags.DEFINE_integer('profile_depth', 4, 'Name-stack levels per profile row.')
 flags.mark_flags_as_required(['config'])
 
 # Dense bf16 matrix peak per device (vendor figures), TFLOP/s.
@@ -66,8 +76,10 @@ def _flops(compiled):
   return float((cost or {}).get('flops', 0.0))
 
 
-def benchmark(config, steps=64, warmup=16, peak=None):
-  """Times `steps` training steps of `config` after `warmup` ones; returns a dict of figures."""
+def benchmark(config, steps=64, warmup=16, peak=None, profile_steps=0,
+              profile_dir='/tmp/jaxgen_bench_profile', profile_depth=4):
+  """Times `steps` training steps of `config` after `warmup` ones; returns a dict of figures
+  (with 'profile' when `profile_steps` > 0)."""
   import jax
   import numpy as np
 
@@ -124,7 +136,7 @@ def benchmark(config, steps=64, warmup=16, peak=None):
   if stats and 'peak_bytes_in_use' in stats:
     memory = max(d.memory_stats()['peak_bytes_in_use'] for d in jax.local_devices())
   achieved = device_flops * steps / elapsed  # FLOP/s per device.
-  return {
+  figures = {
       'device': f'{mesh.devices.size} × {device.device_kind}',
       'jax': jax.__version__,
       'resolution': config.data.resolution,
@@ -142,6 +154,44 @@ def benchmark(config, steps=64, warmup=16, peak=None):
       'mfu': None if not peak else round(achieved / (peak * 1e12), 4),
       'finite': finite,
   }
+  if profile_steps > 0:
+    figures['profile'] = _profile(compiled, recipe, period, state, batches, mesh, profile_steps,
+                                  profile_dir, profile_depth)
+  return figures
+
+
+def _profile(compiled, recipe, period, state, batches, mesh, num_steps, trace_dir, depth):
+  """Per-variant traces, combined with the variants' shares of the schedule."""
+  import collections
+  import os
+
+  import jax
+
+  from jaxgen import parallel, profiling
+
+  shares = collections.Counter(recipe.step_variant(s) for s in range(period))
+  batch = parallel.global_batch(next(batches), mesh)
+  summaries, weights, per_variant = [], [], {}
+  current = [state]  # The step donates its input state: chain the calls.
+  for variant, count in shares.items():
+    def run(fn=compiled[variant]):
+      metrics = None
+      for _ in range(num_steps):
+        current[0], metrics = fn(current[0], batch)  # One batch: timing, not training.
+      jax.block_until_ready((current[0], metrics))
+
+    run()  # Outside the trace: caches warm.
+    name = '-'.join(str(v) for v in variant) if isinstance(variant, tuple) else str(variant)
+    summary = profiling.profile_executable(compiled[variant], run, num_steps,
+                                           os.path.join(trace_dir, name), depth)
+    summaries.append(summary)
+    weights.append(count / period)
+    per_variant[name] = {'share': count / period, 'wall_ms_per_step': summary['wall_ms_per_step'],
+                         'top_ops': summary['top_ops']}
+  combined = profiling.combine(summaries, weights)
+  combined['variants'] = per_variant
+  combined['trace_dir'] = trace_dir
+  return combined
 
 
 def main(argv):
@@ -151,13 +201,25 @@ def main(argv):
   from jaxgen.cli import setup_logging
   setup_logging()
   try:
-    figures = benchmark(_CONFIG.value, _STEPS.value, _WARMUP.value, _PEAK_TFLOPS.value or None)
+    figures = benchmark(_CONFIG.value, _STEPS.value, _WARMUP.value, _PEAK_TFLOPS.value or None,
+                        _PROFILE.value, _PROFILE_DIR.value, _PROFILE_DEPTH.value)
   except UserError as e:
     print(f'jaxgen: error: {e}', file=sys.stderr)
     sys.exit(2)
-  width = max(len(k) for k in figures)
-  for key, value in figures.items():
+  profile = figures.get('profile')
+  shown = {k: v for k, v in figures.items() if k != 'profile'}
+  width = max(len(k) for k in shown)
+  for key, value in shown.items():
     print(f'{key:<{width}}  {value}')
+  if profile:
+    from jaxgen import profiling
+    print(profiling.format_table(profile))
+    for name, variant in profile['variants'].items():
+      print(f"  variant {name} ({100 * variant['share']:.0f} % of steps, "
+            f"{variant['wall_ms_per_step']:.2f} ms/step), top ops:")
+      for op in variant['top_ops'][:8]:
+        print(f"    {op['ms_per_step']:9.3f} ms  {op['kind']:<24.24} {op['op_name'][:90]}")
+    print(f"  traces: {profile['trace_dir']}")
   if _OUTPUT.value:
     with open(_OUTPUT.value, 'w') as f:
       json.dump(figures, f, indent=2)

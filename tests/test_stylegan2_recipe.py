@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -273,31 +274,56 @@ def test_kill_9_then_rerun_resumes_exactly_including_ada_p_and_pl_mean(stylegan_
     assert got['eval/swd/avg'][step] == pytest.approx(expected['eval/swd/avg'][step], rel=1e-4)
 
 
-def _bench(tmp_path, num_devices):
+def _bench(tmp_path, num_devices, *extra):
   out = tmp_path / f'bench{num_devices}.json'
   args = [a for a in main_command(str(tmp_path), CONFIG) if not a.startswith('--workdir')]
   args[2] = 'jaxgen.bench'
-  result = subprocess.run(args + ['--steps=3', '--warmup=1', f'--output={out}'], cwd=REPO,
+  result = subprocess.run(args + ['--steps=3', '--warmup=1', f'--output={out}', *extra], cwd=REPO,
                           capture_output=True, text=True, env=env_with_devices(num_devices),
                           timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'sec_per_kimg' in result.stdout
-  return json.loads(out.read_text())
+  return json.loads(out.read_text()), result.stdout
 
 
 def test_bench_command_reports_its_figures(tmp_path):
   """`python -m jaxgen.bench` runs the training step variants and reports (speed not judged:
   a CPU under a test runner says nothing about it)."""
-  figures = _bench(tmp_path, 1)
+  figures, stdout = _bench(tmp_path, 1, '--profile=2', f'--profile_dir={tmp_path / "traces"}')
   assert figures['timed_steps'] == 4  # Rounded up to the schedule's period (PL every 2, R1 4).
   assert figures['variants'] == 3 and figures['finite'] is True
+  # --profile: every phase's ops are found in the traces of the variants that run them.
+  profile = figures['profile']
+  assert {'Gmain', 'Greg', 'Dmain', 'Dreg'} <= set(profile['by_phase'])
+  assert sum(v['share'] for v in profile['variants'].values()) == pytest.approx(1.0)
+  assert profile['by_phase']['Gmain'] > 0 and profile['attributed_ms_per_step'] > 0
+  assert any(k.startswith('Dmain/Discriminator') for k in profile['by_scope'])
+  assert 'by phase:' in stdout and list((tmp_path / 'traces').glob('**/*.xplane.pb'))
   assert figures['images_per_s'] > 0 and figures['gflop_per_image'] > 0
   assert figures['sec_per_kimg'] == pytest.approx(1000 / figures['images_per_s'], rel=0.01)
-  # XLA counts one device's share of a sharded step: the work per image is the same on 2
-  # devices (up to the few collectives and per-device bookkeeping).
-  two = _bench(tmp_path, 2)
-  assert two['device'].startswith('2 ')
-  assert two['gflop_per_image'] == pytest.approx(figures['gflop_per_image'], rel=0.1)
+
+
+def test_bench_counts_the_flops_of_every_device():
+  """XLA's cost analysis of a sharded program counts one device's share; bench multiplies it
+  back (GFLOP/image must not shrink with the device count)."""
+  code = (
+      'import jax, jax.numpy as jnp, numpy as np\n'
+      'from jax.sharding import Mesh, NamedSharding, PartitionSpec as P\n'
+      'from jaxgen import bench\n'
+      'def flops(devices):\n'
+      '  mesh = Mesh(np.asarray(devices), ("data",))\n'
+      '  spec = lambda *axes: NamedSharding(mesh, P(*axes))\n'
+      '  x = jax.ShapeDtypeStruct((64, 128), jnp.float32, sharding=spec("data"))\n'
+      '  w = jax.ShapeDtypeStruct((128, 128), jnp.float32, sharding=spec())\n'
+      '  f = jax.jit(lambda x, w: jnp.tanh(x @ w) @ w)\n'
+      '  return bench._flops(f.lower(x, w).compile())\n'
+      'one, two = flops(jax.devices()[:1]), flops(jax.devices())\n'
+      'print(one, two)\n'
+      'assert abs(2 * 64 * 128 * 128 * 2 / one - 1) < 0.05, one\n'
+      'assert abs(2 * two / one - 1) < 0.05, (one, two)\n')
+  result = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True,
+                          env=env_with_devices(2), timeout=120)
+  assert result.returncode == 0, result.stderr[-3000:]
 
 
 def test_four_devices_match_one_device(tmp_path):

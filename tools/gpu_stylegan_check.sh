@@ -6,7 +6,8 @@
 #   bash tools/gpu_stylegan_check.sh [bench|run|all]
 #
 #   bench  python -m jaxgen.bench for configs/stylegan.py:bench256 and :bench64 (sec/kimg,
-#          images/s, peak memory, MFU), JSON into $OUT;
+#          images/s, peak memory, MFU, and with --profile where the GPU time goes: by phase,
+#          by model block and direction, top XLA ops), JSON into $OUT;
 #   run    a real 64×64 run on the embedded dataset with bf16 in the top resolutions, 4 minutes
 #          of training: SWD every 500 steps, sample grids and the loss curves into $OUT; fails on
 #          any NaN/Inf (the training loop stops on non-finite metrics).
@@ -25,6 +26,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 if [[ $what == bench || $what == all ]]; then
   for preset in bench64 bench256; do
     python3 -m jaxgen.bench --config=configs/stylegan.py:$preset --steps=160 --warmup=32 \
+      --profile=10 --profile_dir=/tmp/profile_$preset \
       --output="$out/$preset.json" 2>&1 | tee "$out/$preset.log"
   done
 fi

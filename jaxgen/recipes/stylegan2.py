@@ -185,7 +185,8 @@ class StyleGAN2:
   def _discriminate(self, d_params, images, c, rng, p):
     """D on augmented images: logits [N]. With p = 0 the pipeline is skipped (the identity)."""
     if self.augment.mode != 'noaug':
-      images = jax.lax.cond(p > 0, lambda x: self.augment(x, rng, p), lambda x: x, images)
+      with jax.named_scope('ADA'):
+        images = jax.lax.cond(p > 0, lambda x: self.augment(x, rng, p), lambda x: x, images)
     return self.discriminator.apply({'params': d_params}, images, c)
 
   def _generate_fakes(self, g_params, buffers, n, c, rng, update_w_avg=False):
@@ -214,9 +215,11 @@ class StyleGAN2:
       logits = self._discriminate(d_params, fake, c, keys[1], p)
       return objective.generator_loss(logits), logits
 
-    (g_loss, fake_logits), g_grads = jax.value_and_grad(g_main_loss, has_aux=True)(g_params)
-    updates, g_opt_state = self.g_tx.update(g_grads, state.g_opt_state, g_params)
-    g_params = optax.apply_updates(g_params, updates)
+    # Named scopes label each phase's ops in profiles (python -m jaxgen.bench --profile).
+    with jax.named_scope('Gmain'):
+      (g_loss, fake_logits), g_grads = jax.value_and_grad(g_main_loss, has_aux=True)(g_params)
+      updates, g_opt_state = self.g_tx.update(g_grads, state.g_opt_state, g_params)
+      g_params = optax.apply_updates(g_params, updates)
 
     # Greg: path length on batch / pl_batch_shrink fresh samples.
     pl_mean, last_pl = state.pl_mean, state.last_pl
@@ -233,24 +236,28 @@ class StyleGAN2:
         mean_penalty = jnp.mean(penalty)
         return mean_penalty * obj.pl_weight * obj.pl_interval, (new_mean, mean_penalty)
 
-      (_, (pl_mean, last_pl)), pl_grads = jax.value_and_grad(g_pl_loss, has_aux=True)(g_params)
-      updates, g_opt_state = self.g_tx.update(pl_grads, g_opt_state, g_params)
-      g_params = optax.apply_updates(g_params, updates)
+      with jax.named_scope('Greg'):
+        (_, (pl_mean, last_pl)), pl_grads = jax.value_and_grad(g_pl_loss, has_aux=True)(
+            g_params)
+        updates, g_opt_state = self.g_tx.update(pl_grads, g_opt_state, g_params)
+        g_params = optax.apply_updates(g_params, updates)
 
     # Dmain: fakes from the updated G (this mapping pass updates w_avg), reals.
-    fake, buffers = self._generate_fakes(g_params, buffers, batch_size, c, keys[3],
-                                         update_w_avg=True)
-    fake = jax.lax.stop_gradient(fake)
+    with jax.named_scope('Dmain'):
+      fake, buffers = self._generate_fakes(g_params, buffers, batch_size, c, keys[3],
+                                           update_w_avg=True)
+      fake = jax.lax.stop_gradient(fake)
 
     def d_main_loss(params):
       fake_logits = self._discriminate(params, fake, c, keys[4], p)
       real_logits = self._discriminate(params, real, c, keys[5], p)
       return objective.discriminator_loss(real_logits, fake_logits), (real_logits, fake_logits)
 
-    (d_loss, (real_logits, d_fake_logits)), d_grads = jax.value_and_grad(
-        d_main_loss, has_aux=True)(d_params)
-    updates, d_opt_state = self.d_tx.update(d_grads, state.d_opt_state, d_params)
-    d_params = optax.apply_updates(d_params, updates)
+    with jax.named_scope('Dmain'):
+      (d_loss, (real_logits, d_fake_logits)), d_grads = jax.value_and_grad(
+          d_main_loss, has_aux=True)(d_params)
+      updates, d_opt_state = self.d_tx.update(d_grads, state.d_opt_state, d_params)
+      d_params = optax.apply_updates(d_params, updates)
     sign_sum = state.ada_sign_sum + jnp.sum(jnp.sign(real_logits))
     count = state.ada_count + batch_size
 
@@ -264,16 +271,19 @@ class StyleGAN2:
         return mean_penalty * (obj.r1_gamma / 2) * obj.r1_interval, (mean_penalty,
                                                                               logits)
 
-      (_, (last_r1, r1_logits)), r1_grads = jax.value_and_grad(d_r1_loss, has_aux=True)(d_params)
-      updates, d_opt_state = self.d_tx.update(r1_grads, d_opt_state, d_params)
-      d_params = optax.apply_updates(d_params, updates)
+      with jax.named_scope('Dreg'):
+        (_, (last_r1, r1_logits)), r1_grads = jax.value_and_grad(d_r1_loss, has_aux=True)(
+            d_params)
+        updates, d_opt_state = self.d_tx.update(r1_grads, d_opt_state, d_params)
+        d_params = optax.apply_updates(d_params, updates)
       sign_sum = sign_sum + jnp.sum(jnp.sign(r1_logits))
       count = count + batch_size
 
     # Generator EMA: half-life ema_kimg, ramp-up on the images shown before this step.
     beta = objective.ema_beta(batch_size, self.ema_kimg, self.ema_rampup,
                               state.step.astype(jnp.float32) * batch_size)
-    ema_params = objective.ema_update(state.ema_params, g_params, beta)
+    with jax.named_scope('EMA'):
+      ema_params = objective.ema_update(state.ema_params, g_params, beta)
 
     # ADA: p moves every `interval` steps, from the mean sign of the real logits.
     ada_p = p
