@@ -14,8 +14,8 @@ import scipy.signal
 
 from jaxgen.ops.bias_act import bias_act
 from jaxgen.ops.conv2d_resample import conv2d_resample, transposed_conv_polyphase
-from jaxgen.ops.upfirdn2d import (apply_banded, downsample2d, setup_filter, upfirdn1d_matrix,
-                                  upfirdn2d, upsample2d)
+from jaxgen.ops.upfirdn2d import (downsample2d, setup_filter, upfirdn1d_matrix, upfirdn2d,
+                                  upsample2d)
 
 ATOL = 1e-5
 
@@ -188,26 +188,6 @@ def test_upfirdn1d_matrix_matches_upfirdn2d_along_each_axis(up, down, padding, f
   want = upfirdn2d_reference(x, f, up, down, (padding[0], padding[1]) * 2, flip, gain * gain)
   assert got.shape == want.shape
   np.testing.assert_allclose(got, want, atol=1e-5)
-
-
-@pytest.mark.parametrize('size,up,down,padding,block', [
-    (94, 2, 1, (6, 5), 32),   # ADA's geometric up-sampling of a 32² image padded by 31
-    (76, 1, 2, (-7, -8), 32),  # ... and its down-sampling
-    (17, 2, 1, (6, 5), 8),     # output rows not a multiple of the block
-    (9, 2, 1, (0, 0), 64),     # one block wider than the whole output
-    (40, 3, 2, (4, -3), 5),
-])
-def test_apply_banded_equals_the_dense_matmul(size, up, down, padding, block):
-  f = setup_filter(np.arange(1, 13) % 5 + 1.0)
-  x = _rand((2, size, size + 3, 3))
-  for axis, length in ((1, size), (2, size + 3)):
-    matrix = upfirdn1d_matrix(length, f, up, down, padding, gain=2.0)
-    want = np.moveaxis(np.tensordot(matrix, np.moveaxis(x, axis, 0), axes=1), 0, axis)
-    got = np.asarray(apply_banded(jnp.asarray(x, jnp.float32), matrix, axis, block))
-    assert got.shape == want.shape
-    np.testing.assert_allclose(got, want, atol=1e-5)
-  with pytest.raises(ValueError, match='axis 1 or 2'):
-    apply_banded(jnp.asarray(x), matrix, 3)
 
 
 def test_flip_weight_matters_for_asymmetric_kernels():

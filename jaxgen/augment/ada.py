@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen.errors import UserError
-from jaxgen.ops.upfirdn2d import apply_banded, setup_filter, upfirdn1d_matrix
+from jaxgen.ops.upfirdn2d import setup_filter, upfirdn1d_matrix
 
 # Low-pass decomposition filter of the Symlet-6 wavelet (orthonormal: Σh = √2, Σh² = 1).
 SYM6 = (0.015404109327027373, 0.0034907120842174702, -0.11799011114819057, -0.048311742585633,
@@ -274,17 +274,18 @@ _FRACTION_BITS = 16  # sampling positions are 16.16 fixed-point numbers
 
 
 def _resample(images, f, up=1, down=1, padding=(0, 0), flip_filter=False, gain=1.0):
-  """Separable `upfirdn2d` of images [N, H, W, C] as banded matmuls (one per axis).
+  """Separable `upfirdn2d` of images [N, H, W, C] as two small matmuls (one per axis).
 
   Same linear map as `upsample2d`/`downsample2d` with the 12-tap sym6 filter; a depthwise
   convolution or tap-by-tap slices of a long filter on these small, 3-channel images are 10–20×
-  slower (the slices' transpose especially, which R1 and every G step go through), and a dense
-  matmul does 4× the work on the 3×-padded images of the geometric stage.
+  slower (the slices' transpose especially, which R1 and every G step go through).
   """
   _, height, width, _ = images.shape
   rows = upfirdn1d_matrix(height, f, up, down, padding, flip_filter, gain)
   cols = upfirdn1d_matrix(width, f, up, down, padding, flip_filter, gain)
-  return apply_banded(apply_banded(images, rows, axis=1), cols, axis=2)
+  hi = jax.lax.Precision.HIGHEST
+  images = jnp.einsum('oh,nhwc->nowc', rows, images, precision=hi)
+  return jnp.einsum('ow,nhwc->nhoc', cols, images, precision=hi)
 
 
 def _bilinear_sample(images, x_fixed, y_fixed):
