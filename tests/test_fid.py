@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import socket
 import subprocess
 import sys
 import warnings
@@ -169,6 +170,43 @@ def test_inception_features_pads_and_quantizes(tmp_path):
   # Padding does not leak into the results: the first image alone gives the same features.
   alone, _ = net(np.concatenate([images[:1]] * 4))
   np.testing.assert_allclose(np.asarray(alone)[0], np.asarray(pool)[0], rtol=1e-5, atol=1e-6)
+
+
+_TWO_PROCESS_SCRIPT = """
+import sys
+import jax
+port, pid, seed = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+jax.distributed.initialize(f'127.0.0.1:{port}', 2, pid)
+from jaxgen.errors import UserError
+from jaxgen.metrics import fid, inception_weights
+params = inception_weights.convert_state_dict(inception_weights.random_state_dict(seed))
+try:
+  net = fid.InceptionFeatures(params)
+except UserError as e:
+  print('ERROR', e)
+  sys.exit(2)
+print('OK', net.weights_id)
+"""
+
+
+@pytest.mark.parametrize('seeds', [(0, 0), (0, 1)])
+def test_processes_must_load_the_same_inception_weights(tmp_path, seeds):
+  script = tmp_path / 'net.py'
+  script.write_text(_TWO_PROCESS_SCRIPT)
+  with socket.socket() as s:
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=str(ROOT))
+  procs = [subprocess.Popen([sys.executable, str(script), str(port), str(i), str(seed)],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True) for i, seed in enumerate(seeds)]
+  outs = [p.communicate(timeout=300) for p in procs]
+  if seeds[0] == seeds[1]:
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert outs[0][0].split()[-1] == outs[1][0].split()[-1]  # The same fingerprint.
+  else:
+    assert [p.returncode for p in procs] == [2, 2], outs
+    assert all('loaded different FID Inception weights' in out for out, _ in outs), outs
 
 
 def test_weights_fingerprint_names_the_network():

@@ -79,6 +79,7 @@ class InceptionFeatures:
     self.num_shards = int(np.prod([self.mesh.shape[a] for a in axes]))
     self.precision = precision
     self.weights_id = weights_fingerprint(params)
+    _check_same_on_every_process(self.weights_id)
     self.value_range = tuple(value_range)
     self.quantize = quantize
     self._batch_sharding = NamedSharding(self.mesh, P(self.data_axis))
@@ -126,6 +127,20 @@ def weights_fingerprint(params):
     digest.update(f'{jax.tree_util.keystr(path)}:{leaf.shape}:{leaf.dtype};'.encode())
     digest.update(leaf.tobytes())
   return digest.hexdigest()[:10]
+
+
+def _check_same_on_every_process(weights_id):
+  """Raises UserError unless every process loaded the same Inception weights (each process
+  finds its own file; different files would silently mix two networks' features)."""
+  if jax.process_count() == 1:
+    return
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  mine = np.frombuffer(bytes.fromhex(weights_id[:8]), np.uint32).astype(np.int64)
+  every = np.asarray(multihost_utils.process_allgather(mine)).reshape(-1)
+  if np.any(every != every[0]):
+    raise UserError(f'the {jax.process_count()} processes loaded different FID Inception '
+                    f'weights (this one: fingerprint {weights_id}): give every process the '
+                    'same weight file (eval.inception_weights or $JAXGEN_INCEPTION_WEIGHTS)')
 
 
 def _to_host(x):
