@@ -5,7 +5,7 @@
 Needs no download. The official recipe for 32×32 data (StyleGAN2-ADA's `cifar` config: no
 path-length regularisation, no style mixing) — modulated convolutions with noise, the resnet D
 with minibatch stddev, lazy R1 every 16 steps, the generator EMA with ramp-up, ADA — with a
-narrow network (32 channels) and batch 16 so that a 2-core CPU finishes in about 8 minutes
+narrow network (32 channels) and batch 16 so that a 2-core CPU finishes in 8–9 minutes
 (7,000 steps, 112 kimg). Measured: SWD 193 → 60 (×10³); README has the curve and what the
 samples look like. On a GPU, `:cifar10` or the 64×64 run of tools/gpu_stylegan_check.sh.
 
