@@ -25,8 +25,6 @@ _NOISE = re.compile(r'^(cond|branch_\d+_fun|while|body|cond_fun|body_fun|closed_
 _WRAPPER = re.compile(r'^(?:transpose\(|jvp\(|vmap\()+(.*?)\)+$')
 _INSTRUCTION = re.compile(
     r'^\s*(?:ROOT\s+)?%?([\w.\-]+) = (?:\([^=]*?\)|\S+) ([a-z][\w\-]*)\((.*)$')
-
-
 _COMPUTATION = re.compile(r'^(?:ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$')
 _HEAVY = ('dot', 'convolution')
 
@@ -124,8 +122,7 @@ def summarize(events, instructions, num_steps, depth=4):
       unattributed += ns
       continue
     attributed += ns
-    opcode, op_name = instructions[name]
-    where, direction = scope(op_name, depth)
+    where, direction = scope(instructions[name][1], depth)
     by_scope[f'{where} ({direction})'] += ns
     by_phase[where.split('/')[0]] += ns
     by_op[name] += ns

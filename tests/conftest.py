@@ -113,6 +113,20 @@ def read_scalars(workdir):
   return scalars
 
 
+def check_samples_and_swd(workdir):
+  """The tiny 6-step run's sample grids (at evaluations 0, 3, 6, plus reals) and SWD scalars;
+  returns all scalars for further checks."""
+  from PIL import Image
+  import numpy as np
+  samples = sorted(os.listdir(os.path.join(workdir, 'samples')))
+  assert samples == ['00000000.png', '00000003.png', '00000006.png', 'reals.png']
+  grid = np.asarray(Image.open(os.path.join(workdir, 'samples', '00000006.png')))
+  assert grid.shape == (64, 64, 3) and grid.std() > 0
+  scalars = read_scalars(workdir)
+  assert set(scalars['eval/swd/avg']) == {0, 3, 6}
+  return scalars
+
+
 def tree_digest(root):
   """{relative path: (size, mtime_ns)} of every file under root: to prove nothing changed."""
   out = {}

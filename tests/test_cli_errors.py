@@ -1,6 +1,5 @@
 """Bad input to `python -m jaxgen.main`: one error line, non-zero exit, existing data intact."""
 
-import os
 import subprocess
 
 import pytest

@@ -20,7 +20,7 @@ import pytest
 from conftest import REPO, env_with_devices, read_scalars, run_main, tiny_config, tree_digest
 from jaxgen import checkpoint, data, evaluate, evaluation, parallel, train
 from jaxgen.errors import UserError
-from jaxgen.metrics import fid, inception_weights, registry
+from jaxgen.metrics import inception_weights, registry
 
 OFFLINE = {'HTTPS_PROXY': 'http://127.0.0.1:9', 'HTTP_PROXY': 'http://127.0.0.1:9',
            'https_proxy': 'http://127.0.0.1:9', 'http_proxy': 'http://127.0.0.1:9'}

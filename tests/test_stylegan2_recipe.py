@@ -4,7 +4,6 @@ kill -9 and bad input refused before compilation."""
 
 import functools
 import json
-import os
 import subprocess
 import sys
 
@@ -15,8 +14,9 @@ import pytest
 from PIL import Image
 
 import stylegan
-from conftest import (REPO, STYLEGAN_TINY, env_with_devices, kill_after_checkpoint,
-                      main_command, read_scalars, run_main, tree_digest, with_overrides)
+from conftest import (REPO, STYLEGAN_TINY, check_samples_and_swd, env_with_devices,
+                      kill_after_checkpoint, main_command, read_scalars, run_main, tree_digest,
+                      with_overrides)
 from jaxgen.errors import UserError
 from jaxgen.recipes.stylegan2 import StyleGAN2
 
@@ -244,12 +244,7 @@ STATE_TAGS = ('loss/d', 'loss/g', 'augment/p', 'pl/mean', 'loss/r1_penalty')
 
 
 def test_run_writes_samples_metrics_and_regulariser_logs(stylegan_run):
-  samples = sorted(os.listdir(os.path.join(stylegan_run, 'samples')))
-  assert samples == ['00000000.png', '00000003.png', '00000006.png', 'reals.png']
-  grid = np.asarray(Image.open(os.path.join(stylegan_run, 'samples', '00000006.png')))
-  assert grid.shape == (64, 64, 3) and grid.std() > 0
-  scalars = read_scalars(stylegan_run)
-  assert set(scalars['eval/swd/avg']) == {0, 3, 6}
+  scalars = check_samples_and_swd(stylegan_run)
   for tag in STATE_TAGS + ('grad_norm/g', 'grad_norm/d', 'logits/real', 'ema/beta'):
     assert set(scalars[tag]) == set(range(1, 7)), tag
   p = [scalars['augment/p'][s] for s in range(1, 7)]

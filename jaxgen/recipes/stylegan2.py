@@ -248,12 +248,12 @@ class StyleGAN2:
                                            update_w_avg=True)
       fake = jax.lax.stop_gradient(fake)
 
-    def d_main_loss(params):
-      fake_logits = self._discriminate(params, fake, c, keys[4], p)
-      real_logits = self._discriminate(params, real, c, keys[5], p)
-      return objective.discriminator_loss(real_logits, fake_logits), (real_logits, fake_logits)
+      def d_main_loss(params):
+        fake_logits = self._discriminate(params, fake, c, keys[4], p)
+        real_logits = self._discriminate(params, real, c, keys[5], p)
+        return objective.discriminator_loss(real_logits, fake_logits), (real_logits,
+                                                                        fake_logits)
 
-    with jax.named_scope('Dmain'):
       (d_loss, (real_logits, d_fake_logits)), d_grads = jax.value_and_grad(
           d_main_loss, has_aux=True)(d_params)
       updates, d_opt_state = self.d_tx.update(d_grads, state.d_opt_state, d_params)
