@@ -5,9 +5,10 @@
 Needs no download. The official recipe for 32×32 data (StyleGAN2-ADA's `cifar` config: no
 path-length regularisation, no style mixing) — modulated convolutions with noise, the resnet D
 with minibatch stddev, lazy R1 every 16 steps, the generator EMA with ramp-up, ADA — with a
-narrow network (32 channels) and batch 16 so that a 2-core CPU finishes in 8–9 minutes
-(7,000 steps, 112 kimg). Measured: SWD 193 → 60 (×10³); README has the curve and what the
-samples look like. On a GPU, `:cifar10` or the 64×64 run of tools/gpu_stylegan_check.sh.
+narrow network (32 channels), batch 16 and twice the official lr, so that a 2-core CPU
+finishes in 8–9 minutes (7,000 steps, 112 kimg). Measured: SWD 193 → 45 (×10³); README has the
+curve and what the samples look like. On a GPU, `:cifar10` or the 64×64 run of
+tools/gpu_stylegan_check.sh.
 
 Presets (`--config=configs/stylegan.py:NAME`); data through `--config.data.source=...`
 (`tfds:NAME[:SPLIT]` or `folder:PATH`) at `--config.data.resolution=...`:
@@ -93,9 +94,11 @@ def get_config(preset=''):
   config.augment.pipeline = 'bgc'  # 'blit' | 'geom' | 'color' | 'bg' | 'bgc'
 
   # Optimizer: Adam β = (0, 0.99), ε = 1e-8 (lr and betas corrected for lazy regularisation).
+  # The official `cifar` and `paper256` lr is 0.0025; at these widths 0.005 learnt faster in
+  # 7,000-step CPU runs: SWD 44.6 and 41.5 (seeds 0, 1) against 59.7 and 70.0; 0.008: 57.4.
   config.optimizer = ml_collections.ConfigDict()
-  config.optimizer.g_lr = 0.0025
-  config.optimizer.d_lr = 0.0025
+  config.optimizer.g_lr = 0.005
+  config.optimizer.d_lr = 0.005
   config.optimizer.b1 = 0.0
   config.optimizer.b2 = 0.99
   config.optimizer.eps = 1e-8
@@ -142,6 +145,7 @@ def get_config(preset=''):
     config.train.ema_kimg = 10.0
     config.train.ema_rampup = 0.0
   elif preset == 'paper256':
+    config.optimizer.g_lr = config.optimizer.d_lr = 0.0025
     config.model.channel_base = 16384
     config.model.mbstd_group_size = 8
     config.train.batch_size = 64
@@ -156,6 +160,7 @@ def get_config(preset=''):
     config.model.num_mapping_layers = 2
     config.model.d_architecture = 'orig'
     config.model.mbstd_group_size = 32
+    config.optimizer.g_lr = config.optimizer.d_lr = 0.0025
     config.train.batch_size = 64
     config.train.num_steps = 100_000_000 // 64  # 100,000 kimg.
     config.train.ema_kimg = 500.0

@@ -54,8 +54,9 @@ def test_official_hyperparameters_of_the_presets():
           cfg.objective.r1_gamma, cfg.train.ema_kimg) == (64, 8, 0.0025, 1.0, 20.0)
   cfg = stylegan.get_config('cifar10')
   assert (cfg.data.resolution, cfg.model.num_mapping_layers, cfg.model.d_architecture,
-          cfg.objective.pl_weight, cfg.objective.style_mixing_prob, cfg.objective.r1_gamma,
-          cfg.train.ema_kimg, cfg.train.ema_rampup) == (32, 2, 'orig', 0.0, 0.0, 0.01, 500.0, 0.05)
+          cfg.optimizer.g_lr, cfg.optimizer.d_lr, cfg.objective.pl_weight,
+          cfg.objective.style_mixing_prob, cfg.objective.r1_gamma, cfg.train.ema_kimg,
+          cfg.train.ema_rampup) == (32, 2, 'orig', 0.0025, 0.0025, 0.0, 0.0, 0.01, 500.0, 0.05)
   for preset, res, batch, gamma in (('bench256', 256, 32, 1.0), ('bench64', 64, 64, 0.05)):
     cfg = stylegan.get_config(preset)
     assert (cfg.data.resolution, cfg.train.batch_size, cfg.objective.r1_gamma,
