@@ -78,13 +78,14 @@ def test_lazy_regularisation_schedule():
 
 def test_adam_is_corrected_for_lazy_regularisation():
   # With β1 = 0 Adam's first step is lr · g/√(g²) = lr · sign(g): the step size shows the lr.
-  recipe = StyleGAN2(stylegan.get_config(), num_classes=0)   # R1 every 16, PL every 4
+  config = stylegan.get_config()  # R1 every 16, PL every 4
+  config.optimizer.g_lr, config.optimizer.d_lr = 0.002, 0.003  # Each network its own lr.
+  recipe = StyleGAN2(config, num_classes=0)
   grads = {'w': jnp.array([0.3, -2.0])}
   params = {'w': jnp.zeros(2)}
-  for tx, ratio in ((recipe.d_tx, 16 / 17), (recipe.g_tx, 4 / 5)):
+  for tx, lr, ratio in ((recipe.d_tx, 0.003, 16 / 17), (recipe.g_tx, 0.002, 4 / 5)):
     updates, state = tx.update(grads, tx.init(params), params)
-    np.testing.assert_allclose(np.asarray(updates['w']), [-0.0025 * ratio, 0.0025 * ratio],
-                               rtol=1e-4)
+    np.testing.assert_allclose(np.asarray(updates['w']), [-lr * ratio, lr * ratio], rtol=1e-4)
     # β2 is 0.99 ** ratio: the second moment after one step is (1 − β2) g².
     nu = jax.tree.leaves(state[0].nu)[0]
     np.testing.assert_allclose(np.asarray(nu), (1 - 0.99 ** ratio) * np.square([0.3, -2.0]),
