@@ -8,7 +8,7 @@ with minibatch stddev, lazy R1 every 16 steps, the generator EMA with ramp-up, A
 narrow network (32 channels), batch 16 and twice the official lr, so that a 2-core CPU
 finishes in 8–9 minutes (7,000 steps, 112 kimg). Measured: SWD 193 → 45 (×10³); README has the
 curve and what the samples look like. On a GPU, `:cifar10` or the 64×64 run of
-tools/gpu_stylegan_check.sh.
+tools/gpu_check.sh.
 
 Presets (`--config=configs/stylegan.py:NAME`); data through `--config.data.source=...`
 (`tfds:NAME[:SPLIT]` or `folder:PATH`) at `--config.data.resolution=...`:

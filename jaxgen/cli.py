@@ -18,15 +18,18 @@ def parse_flags(argv):
     sys.exit(2)
 
 
-def setup_logging():
-  """jaxgen's own progress lines at INFO on stderr; libraries (Orbax logs every save) at WARNING."""
-  logging.set_verbosity(logging.WARNING)
+def setup_logging(quiet=False):
+  """jaxgen's own progress lines at INFO on stderr; libraries (Orbax logs every save) at WARNING,
+  or at ERROR when `quiet` (the read-only programs: Orbax's notes on a read-only manager)."""
+  logging.set_verbosity(logging.ERROR if quiet else logging.WARNING)
+  logger = py_logging.getLogger('jaxgen')
+  if logger.handlers:
+    return  # Set up already (a second call in one process).
   # Saves between evaluations carry no metric by design; Orbax warns about each one.
   logging.get_absl_logger().addFilter(lambda r: 'tracked_metric' not in r.getMessage())
   handler = py_logging.StreamHandler(sys.stderr)
   handler.setFormatter(py_logging.Formatter('%(asctime)s %(levelname).1s %(message)s',
                                             '%H:%M:%S'))
-  logger = py_logging.getLogger('jaxgen')
   logger.addHandler(handler)
   logger.setLevel(py_logging.INFO)
   logger.propagate = False

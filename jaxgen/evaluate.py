@@ -21,6 +21,8 @@ import logging
 import os
 import sys
 
+from jaxgen import trained
+from jaxgen.cli import setup_logging
 from jaxgen.errors import UserError
 
 PROG = 'jaxgen'
@@ -67,45 +69,6 @@ def parse_metrics(text):
   return names
 
 
-def load_config(workdir):
-  """DIR/config.json as a ConfigDict; UserError when it is missing or unreadable."""
-  import ml_collections  # pylint: disable=import-outside-toplevel
-  path = os.path.join(workdir, 'config.json')
-  if not os.path.isfile(path):
-    raise UserError(f'{path} does not exist: --workdir must be a folder that '
-                    '`python -m jaxgen.main` trained in')
-  try:
-    with open(path) as f:
-      return ml_collections.ConfigDict(json.load(f))
-  except (OSError, ValueError) as e:
-    raise UserError(f'{path} is unreadable ({e})') from None
-
-
-def select_step(manager, config, step=None, best=False):
-  """The checkpoint step to score: `step`, the best by the run's metric, or the newest."""
-  steps = sorted(manager.all_steps())
-  if not steps:
-    raise UserError(f'no checkpoints in {manager.directory}: train first, or wait for the '
-                    'first save')
-  if step is not None:
-    if step not in steps:
-      raise UserError(f'no checkpoint {step} in {manager.directory}: there are '
-                      f'{", ".join(map(str, steps))}')
-    return step
-  if best:
-    metric = config.checkpoint.best_metric
-    if not metric:
-      raise UserError('--best needs the run\'s checkpoint.best_metric, which is empty')
-    try:
-      chosen = manager.best_step()
-    except KeyError:
-      chosen = None
-    if chosen is None:
-      raise UserError(f'no checkpoint in {manager.directory} carries {metric!r}: use --step')
-    return chosen
-  return steps[-1]
-
-
 def run(args, inception=None):
   """Executes the parsed command. Returns (step, {result name: float}).
 
@@ -113,51 +76,33 @@ def run(args, inception=None):
   loaded from --weights and the usual lookup.
   """
   names = parse_metrics(args.metrics)
-  config = load_config(args.workdir)
+  config = trained.load_config(args.workdir)
   if args.output and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
     raise UserError(f'--output={args.output}: its folder does not exist')
   # Imported here so that --help and bad arguments answer quickly.
-  import jax
-  from jaxgen import checkpoint, data, evaluation, parallel, train
+  from jaxgen import evaluation, parallel
 
   config.eval.metrics = tuple(names)
   if args.batch_size:
     config.eval.batch_size = args.batch_size
   if args.weights:
     config.eval.inception_weights = args.weights
-  manager = checkpoint.open_read_only(args.workdir, config.checkpoint.best_metric or None,
-                                      config.checkpoint.best_mode)
-  step = select_step(manager, config, args.step, args.best)
   mesh = parallel.create_mesh()
+  restored = trained.restore(args.workdir, args.step, args.best, mesh, config)
   if inception is None and any(n != 'swd' for n in names):
     inception = evaluation.load_inception(config, mesh, allow_download=not args.no_download)
-  source = data.create_source(config.data)
-  recipe = train.create_recipe(config, source)
-  abstract = jax.eval_shape(recipe.init_state, jax.random.PRNGKey(config.seed))
-  shardings = parallel.state_sharding(mesh, abstract)
-  abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                          abstract, shardings)
-  state = checkpoint.restore(manager, step, abstract)
-  manager.close()
+  step = restored.step
   logging.getLogger('jaxgen').info('Scoring step %d of %s with %s.', step, args.workdir,
                                    ', '.join(names))
-  evaluator = evaluation.Evaluator(config, recipe, source, mesh, inception=inception)
-  results = {k: float(v) for k, v in evaluator(state).items()}
+  evaluator = evaluation.Evaluator(config, restored.recipe, restored.source, mesh,
+                                   inception=inception)
+  results = {k: float(v) for k, v in evaluator(restored.state).items()}
   return step, results
 
 
 def main(argv=None):
   args = parse_args(sys.argv[1:] if argv is None else argv)
-  from absl import logging as absl_logging  # pylint: disable=import-outside-toplevel
-  absl_logging.set_verbosity(absl_logging.ERROR)  # Orbax's notes on a read-only manager.
-  logger = logging.getLogger('jaxgen')
-  if not logger.handlers:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter('%(asctime)s %(levelname).1s %(message)s',
-                                           '%H:%M:%S'))
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
+  setup_logging(quiet=True)
   try:
     step, results = run(args)
   except UserError as e:

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import multihost_utils
 
-from jaxgen import data, parallel
+from jaxgen import data, parallel, summaries
 from jaxgen.errors import UserError
 from jaxgen.metrics import fid as fid_lib
 from jaxgen.metrics import inception_weights, registry
@@ -136,7 +136,7 @@ class Evaluator:
   def to_host_uint8(images):
     """A generated batch, gathered from every process, as uint8 numpy."""
     images = multihost_utils.process_allgather(images, tiled=True)
-    return np.clip(np.round((np.asarray(images) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    return summaries.to_uint8(np.asarray(images))
 
   def generate_uint8(self, state, count, key):
     """`count` images from the EMA generator as uint8 [count, R, R, C] on every host."""

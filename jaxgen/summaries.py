@@ -11,11 +11,17 @@ import numpy as np
 from PIL import Image
 
 
+def to_uint8(images):
+  """Floats in [-1, 1] (clipped) → uint8 [0, 255]; uint8 stays as it is."""
+  images = np.asarray(images)
+  if images.dtype == np.uint8:
+    return images
+  return np.clip(np.round((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+
 def image_grid(images, columns=None):
   """[N, H, W, C] floats in [-1, 1] (or uint8) → one uint8 [rows·H, cols·W, C] grid."""
-  images = np.asarray(images)
-  if images.dtype != np.uint8:
-    images = np.clip(np.round((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
+  images = to_uint8(images)
   n, h, w, c = images.shape
   columns = columns or int(math.ceil(math.sqrt(n)))
   rows = int(math.ceil(n / columns))

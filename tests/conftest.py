@@ -138,6 +138,24 @@ def tree_digest(root):
   return out
 
 
+@pytest.fixture(scope='session')
+def dcgan_run(tmp_path_factory):
+  """The tiny DCGAN run (TINY, 6 steps) on one device, uninterrupted, trained once for every test
+  that reads it. Tests must not write into it."""
+  workdir = str(tmp_path_factory.mktemp('dcgan'))
+  run_main(workdir)
+  return workdir
+
+
+@pytest.fixture(scope='session')
+def stylegan_run(tmp_path_factory):
+  """The tiny StyleGAN2 run (STYLEGAN_TINY, 6 steps), trained once for every test that reads it:
+  checkpoints 4 and 6, sample grids, TensorBoard events. Tests must not write into it."""
+  workdir = str(tmp_path_factory.mktemp('stylegan'))
+  run_main(workdir, config='configs/stylegan.py')
+  return workdir
+
+
 @pytest.fixture
 def repo():
   return REPO

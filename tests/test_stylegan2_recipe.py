@@ -235,13 +235,6 @@ def test_generate_truncation_and_constant_noise(stepped):
 # End to end.
 
 
-@pytest.fixture(scope='module')
-def stylegan_run(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp('stylegan'))
-  run_main(workdir, config=CONFIG)
-  return workdir
-
-
 STATE_TAGS = ('loss/d', 'loss/g', 'augment/p', 'pl/mean', 'loss/r1_penalty')
 
 

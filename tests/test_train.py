@@ -3,7 +3,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,23 +20,15 @@ def _losses(workdir):
   return {tag: scalars[tag] for tag in LOSSES}
 
 
-@pytest.fixture(scope='module')
-def reference_run(tmp_path_factory):
-  """An uninterrupted 6-step tiny run on one device (shared by several tests)."""
-  workdir = str(tmp_path_factory.mktemp('reference'))
-  run_main(workdir)
-  return workdir
-
-
-def test_run_leaves_checkpoints_logs_config_samples_and_metric(reference_run):
-  files = os.listdir(reference_run)
+def test_run_leaves_checkpoints_logs_config_samples_and_metric(dcgan_run):
+  files = os.listdir(dcgan_run)
   assert {'checkpoints', 'tensorboard', 'samples', 'config.json'} <= set(files)
-  config = json.load(open(os.path.join(reference_run, 'config.json')))
+  config = json.load(open(os.path.join(dcgan_run, 'config.json')))
   assert config['train']['num_steps'] == 6 and config['model']['name'] == 'dcgan'
-  steps = sorted(int(s) for s in os.listdir(os.path.join(reference_run, 'checkpoints'))
+  steps = sorted(int(s) for s in os.listdir(os.path.join(dcgan_run, 'checkpoints'))
                  if s.isdigit())
   assert steps[-1] == 6
-  scalars = check_samples_and_swd(reference_run)
+  scalars = check_samples_and_swd(dcgan_run)
   assert set(scalars['loss/d']) == set(range(1, 7))
   for tag in ('grad_norm/g', 'grad_norm/d', 'perf/step_time_s', 'perf/images_per_s',
               'progress/kimg'):
@@ -45,7 +36,7 @@ def test_run_leaves_checkpoints_logs_config_samples_and_metric(reference_run):
   assert scalars['progress/kimg'][6] == pytest.approx(6 * 8 / 1000)
 
 
-def test_kill_9_then_rerun_resumes_with_identical_losses(reference_run, tmp_path):
+def test_kill_9_then_rerun_resumes_with_identical_losses(dcgan_run, tmp_path):
   workdir = str(tmp_path)
   # Killed as soon as the step-4 checkpoint is complete (the run has 6 steps).
   kill_after_checkpoint(workdir, 4)
@@ -53,7 +44,7 @@ def test_kill_9_then_rerun_resumes_with_identical_losses(reference_run, tmp_path
   assert 'Resuming at step' in result.stderr
   resumed_from = int(result.stderr.split('Resuming at step ')[1].split()[0])
   assert 4 <= resumed_from < 6
-  expected, got = _losses(reference_run), _losses(workdir)
+  expected, got = _losses(dcgan_run), _losses(workdir)
   for tag in LOSSES:
     for step in range(1, 7):
       # Same programs on the same data and keys: equal up to float reassociation.
@@ -81,10 +72,10 @@ def test_sigterm_saves_a_checkpoint_and_exits(tmp_path):
   assert len(steps) == 1 and steps[0] > 0  # Only the preemption checkpoint exists.
 
 
-def test_four_devices_shard_the_batch_and_match_one_device(reference_run, tmp_path):
+def test_four_devices_shard_the_batch_and_match_one_device(dcgan_run, tmp_path):
   workdir = str(tmp_path)
   run_main(workdir, num_devices=4)
-  expected, got = _losses(reference_run), _losses(workdir)
+  expected, got = _losses(dcgan_run), _losses(workdir)
   for tag in LOSSES:
     for step in range(1, 7):
       # Cross-device reductions sum in another order: float32 reassociation only.
@@ -110,30 +101,64 @@ print(mesh.devices.size, batch.sharding.spec == P("data"), sorted({s.data.shape 
   assert out[-2:] == ['True', '4']
 
 
-def _free_port():
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    return s.getsockname()[1]
+def _launch(num_processes, command, log_dir, timeout=600):
+  """launch/local.sh: `num_processes` CPU processes of 2 devices each."""
+  env = env_with_devices(1, CPU_DEVICES_PER_PROCESS='2', LOG_DIR=str(log_dir))
+  env['XLA_FLAGS'] = ''
+  return subprocess.run(['bash', os.path.join(REPO, 'launch', 'local.sh'), str(num_processes),
+                         *command], cwd=REPO, env=env, capture_output=True, text=True,
+                        timeout=timeout)
 
 
 def test_two_processes_match_one_process_with_four_devices(tmp_path):
+  """launch/local.sh starts two processes of two CPU devices each, joined by jax.distributed:
+  the same run as one process with four devices."""
   single = str(tmp_path / 'single')
   run_main(single, num_devices=4)
   multi = str(tmp_path / 'multi')
-  port = _free_port()
-  processes = [
-      subprocess.Popen(main_command(multi) + [f'--coordinator_address=127.0.0.1:{port}',
-                                              '--num_processes=2', f'--process_id={i}'],
-                       cwd=REPO, env=env_with_devices(2), stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, text=True)
-      for i in range(2)]
-  logs = []
-  for p in processes:
-    _, stderr = p.communicate(timeout=600)
-    assert p.returncode == 0, stderr[-3000:]
-    logs.append(stderr)
-  assert 'on 4 device(s) in 2 process(es)' in logs[0]
+  result = _launch(2, main_command(multi), tmp_path / 'logs')
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'on 4 device(s) in 2 process(es)' in result.stderr  # Process 0's output.
+  assert (tmp_path / 'logs' / 'process_1.log').exists()
   expected, got = _losses(single), _losses(multi)
   for tag in LOSSES:
     for step in range(1, 7):
       assert got[tag][step] == pytest.approx(expected[tag][step], rel=1e-4), (tag, step)
+
+
+def test_launcher_stops_the_others_when_one_process_fails(tmp_path):
+  # Process 1 fails at once; process 0 would run for a minute: the launcher stops it and
+  # exits with process 1's status, pointing to its log.
+  fake = ['bash', '-c', 'case "$*" in *--process_id=1*) echo broken >&2; exit 3;; esac; '
+          'sleep 60', 'fake']
+  start = time.time()
+  result = _launch(2, fake, tmp_path / 'logs', timeout=120)
+  assert result.returncode == 3 and time.time() - start < 30
+  assert (f'launch/local.sh: process 1 exited with status 3; its log: '
+          f'{tmp_path / "logs" / "process_1.log"}') in result.stderr
+  assert (tmp_path / 'logs' / 'process_1.log').read_text().strip() == 'broken'
+  result = _launch('two', fake, tmp_path / 'logs')
+  assert result.returncode == 2
+  assert result.stderr.strip() == ("launch/local.sh: error: NUM_PROCESSES must be a positive "
+                                   "integer, not 'two'")
+
+
+def test_launcher_passes_ctrl_c_on_as_sigterm(tmp_path):
+  # Background processes of a script ignore SIGINT: the launcher sends each a SIGTERM, which
+  # jaxgen.main answers with a checkpoint and status 143 (a fake stands in for it here).
+  fake = ['bash', '-c', 'trap "echo got TERM >&2; exit 143" TERM; echo ready >&2; '
+          'sleep 60 > /dev/null 2>&1 & wait', 'fake']
+  env = env_with_devices(1, CPU_DEVICES_PER_PROCESS='1', LOG_DIR=str(tmp_path))
+  launcher = subprocess.Popen(['bash', os.path.join(REPO, 'launch', 'local.sh'), '2', *fake],
+                              cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 60
+  while not (tmp_path / 'process_1.log').exists() or 'ready' not in (
+      tmp_path / 'process_1.log').read_text():
+    assert time.time() < deadline
+    time.sleep(0.1)
+  time.sleep(0.5)
+  launcher.send_signal(signal.SIGINT)
+  _, stderr = launcher.communicate(timeout=30)
+  assert launcher.returncode == 143
+  assert 'got TERM' in stderr and 'exited with status' not in stderr
+  assert 'got TERM' in (tmp_path / 'process_1.log').read_text()

@@ -1,7 +1,7 @@
 """FID Inception on a GPU: parity with pytorch-fid at default precisions, and throughput.
 
-Run through tools/gpu_metrics_check.sh (which also runs the CPU-reference parity tests).
-Needs torch, torchvision and pytorch-fid beside jaxgen. Weights are a fixed random
+Run through tools/gpu_check.sh (stage `fid`; its stage `run64` runs the CPU-reference parity
+tests beside it). Needs torch, torchvision and pytorch-fid beside jaxgen. Weights are a fixed random
 state_dict in pytorch-fid's layout (the real file cannot be downloaded on these machines):
 speed does not depend on the values, and parity of the architecture does not either.
 

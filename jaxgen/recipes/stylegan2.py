@@ -313,13 +313,20 @@ class StyleGAN2:
 
   # ----------------------------------------------------------------------------------------------
 
-  def generate(self, state, z, labels, truncation_psi=1.0, truncation_cutoff=None):
-    """EMA generator with the constant noise buffers: z [N, z_dim], labels int [N] →
-    images [N, R, R, C] float32 in ≈ [−1, 1]. ψ < 1 truncates towards the tracked w_avg."""
+  def generate(self, state, z, labels, truncation_psi=1.0, truncation_cutoff=None,
+               noise_mode='const', noise_key=None):
+    """EMA generator: z [N, z_dim], labels int [N] → images [N, R, R, C] float32 in ≈ [−1, 1].
+
+    ψ < 1 truncates the first `truncation_cutoff` ws (all if None) towards the tracked w_avg.
+    noise_mode: 'const' (the noise buffers fixed at init), 'random' (drawn from `noise_key`)
+    or 'none'.
+    """
     variables = {'params': state.ema_params, sg.BUFFERS: state.g_buffers}
+    rngs = {'noise': noise_key} if noise_mode == 'random' else None
     return self.generator.apply(variables, z, self._labels(labels),
                                 truncation_psi=truncation_psi,
-                                truncation_cutoff=truncation_cutoff, noise_mode='const')
+                                truncation_cutoff=truncation_cutoff, noise_mode=noise_mode,
+                                rngs=rngs)
 
   def param_count(self, state):
     count = lambda t: sum(math.prod(x.shape) for x in jax.tree.leaves(t))

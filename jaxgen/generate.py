@@ -1,0 +1,208 @@
+"""Images from a trained run: `python -m jaxgen.generate --workdir=DIR --outdir=OUT --seeds=0-63`.
+
+    python -m jaxgen.generate --workdir=/tmp/stylegan --outdir=/tmp/out --seeds=0-63 --grid
+    python -m jaxgen.generate --workdir=/tmp/stylegan --outdir=/tmp/out --seeds=7 --trunc=0.7
+    python -m jaxgen.generate --workdir=RUN --outdir=OUT --seeds=0-9 --class=3 --best
+
+Rebuilds the experiment from DIR/config.json, restores a checkpoint (the newest; `--step=N`;
+or `--best`, the best by the run's `checkpoint.best_metric`) and writes one PNG per seed from
+its EMA generator, OUT/seed0007.png, and with `--grid` all of them in one OUT/grid.png. A
+seed's latent z depends on the seed alone, so seed 7 is the same image whichever seeds go
+with it (and with the same noise, on any device). StyleGAN2 runs also take the truncation
+trick (`--trunc=ψ`, `--trunc_cutoff`: ws ← w_avg + ψ (ws − w_avg), ψ < 1 trades variety for
+typicality) and the noise inputs' mode. Needs no training data, except a conditional model's
+class count. Reads the workdir and never writes to it; existing files in OUT are kept unless
+`--overwrite`.
+"""
+
+import argparse
+import logging
+import os
+import re
+import sys
+
+from jaxgen import trained
+from jaxgen.cli import setup_logging
+from jaxgen.errors import UserError
+
+NOISE_MODES = ('const', 'random', 'none')
+MAX_SEED = 2**32 - 1
+
+
+def parse_seeds(text):
+  """'0-3,7' -> [0, 1, 2, 3, 7] (in order, each once); UserError on anything else."""
+  seeds = []
+  for part in text.split(','):
+    part = part.strip()
+    match = re.fullmatch(r'(\d+)(?:-(\d+))?', part)
+    if not match:
+      raise UserError(f'--seeds={text!r}: {part!r} is not a seed or a range; write e.g. '
+                      '--seeds=0-63 or --seeds=1,5,10-12 (non-negative integers)')
+    first = int(match.group(1))
+    last = int(match.group(2)) if match.group(2) else first
+    if last < first:
+      raise UserError(f'--seeds={text!r}: the range {part!r} ends before it starts')
+    if last > MAX_SEED:
+      raise UserError(f'--seeds={text!r}: seeds go up to {MAX_SEED}')
+    if last - first >= 1_000_000:
+      raise UserError(f'--seeds={text!r}: {part!r} asks for more than a million images')
+    seeds.extend(range(first, last + 1))
+  return list(dict.fromkeys(seeds))
+
+
+def parse_args(argv):
+  parser = argparse.ArgumentParser(prog='python -m jaxgen.generate',
+                                   description=__doc__.split('\n\n')[0])
+  parser.add_argument('--workdir', required=True,
+                      help='a jaxgen.main workdir (config.json and checkpoints/)')
+  parser.add_argument('--outdir', required=True,
+                      help='folder for the PNGs (created if missing)')
+  parser.add_argument('--seeds', required=True,
+                      help='latent seeds: e.g. 0-63 or 1,5,10-12; one image each')
+  which = parser.add_mutually_exclusive_group()
+  which.add_argument('--step', type=int, default=None,
+                     help='the checkpoint to sample (default: the newest)')
+  which.add_argument('--best', action='store_true',
+                     help='sample the best checkpoint by the run\'s checkpoint.best_metric')
+  parser.add_argument('--trunc', type=float, default=1.0,
+                      help='truncation ψ (StyleGAN2): 1 = none, 0 = every image is w_avg\'s; '
+                      'default 1')
+  parser.add_argument('--trunc_cutoff', type=int, default=None,
+                      help='truncate only the first N ws, the coarse styles (StyleGAN2; '
+                      'default: all)')
+  parser.add_argument('--class', type=int, default=None, dest='class_index',
+                      help='class index for a conditional model (required by one)')
+  parser.add_argument('--noise_mode', choices=NOISE_MODES, default='const',
+                      help='StyleGAN2 noise inputs: const (fixed at init, as in training '
+                      'samples), random (drawn per seed), none; default const')
+  parser.add_argument('--grid', action='store_true',
+                      help='also write all images, in seed order, to OUTDIR/grid.png')
+  parser.add_argument('--batch_size', type=int, default=32,
+                      help='images per generator call (memory only; images do not depend on it)')
+  parser.add_argument('--overwrite', action='store_true',
+                      help='replace PNGs of the same names already in OUTDIR')
+  args = parser.parse_args(argv)
+  if args.batch_size < 1:
+    parser.error('--batch_size must be positive')
+  if args.trunc_cutoff is not None and args.trunc_cutoff < 0:
+    parser.error('--trunc_cutoff must be ≥ 0')
+  return args
+
+
+def output_paths(args, seeds):
+  """The files this command writes: {seed: path}, and the grid's path (or None)."""
+  paths = {seed: os.path.join(args.outdir, f'seed{seed:04d}.png') for seed in seeds}
+  return paths, (os.path.join(args.outdir, 'grid.png') if args.grid else None)
+
+
+def check_outdir(args, paths):
+  """UserError if OUTDIR is not a folder, or would lose files without --overwrite."""
+  if os.path.exists(args.outdir) and not os.path.isdir(args.outdir):
+    raise UserError(f'--outdir={args.outdir} is a file, not a folder: choose a folder')
+  if args.overwrite:
+    return
+  existing = [p for p in paths if os.path.exists(p)]
+  if existing:
+    more = f' (and {len(existing) - 1} more)' if len(existing) > 1 else ''
+    raise UserError(f'{existing[0]} already exists{more}: choose another --outdir, other '
+                    '--seeds, or pass --overwrite to replace them')
+
+
+def check_options(args, config, num_classes):
+  """UserError for options the run's model does not take."""
+  stylegan = config.model.name == 'stylegan2'
+  if not stylegan:
+    given = [flag for flag, used in (('--trunc', args.trunc != 1.0),
+                                     ('--trunc_cutoff', args.trunc_cutoff is not None),
+                                     ('--noise_mode', args.noise_mode != 'const')) if used]
+    if given:
+      raise UserError(f'{", ".join(given)}: only StyleGAN2 runs take them, and this run is '
+                      f'{config.model.name!r}; leave them out')
+  if config.data.use_labels:
+    if args.class_index is None:
+      raise UserError(f'this run is conditional on {num_classes} classes: choose one with '
+                      f'--class=0..{num_classes - 1}')
+    if not 0 <= args.class_index < num_classes:
+      raise UserError(f'--class={args.class_index} is out of range: this run has '
+                      f'{num_classes} classes, 0..{num_classes - 1}')
+  elif args.class_index is not None:
+    raise UserError('--class: this run is unconditional (data.use_labels=False); leave it out')
+
+
+def make_generator(restored, args, mesh):
+  """A jitted fn(seeds uint32 [N], labels int32 [N]) → uint8-ready floats [N, R, R, C].
+
+  Each image is generated on its own (vmap) from keys derived from its seed alone.
+  """
+  import jax  # pylint: disable=import-outside-toplevel
+  from jaxgen import parallel  # pylint: disable=import-outside-toplevel
+
+  recipe, state = restored.recipe, restored.state
+  stylegan = restored.config.model.name == 'stylegan2'
+
+  def one(seed, label):
+    key = jax.random.PRNGKey(seed)
+    z = recipe.latents(key, 1)
+    if stylegan:
+      return recipe.generate(state, z, label[None], truncation_psi=args.trunc,
+                             truncation_cutoff=args.trunc_cutoff, noise_mode=args.noise_mode,
+                             noise_key=jax.random.fold_in(key, 1))[0]
+    return recipe.generate(state, z, label[None])[0]
+
+  sharding = parallel.batch_sharding(mesh)
+  return jax.jit(jax.vmap(one), in_shardings=(sharding, sharding), out_shardings=sharding)
+
+
+def run(args):
+  """Executes the parsed command; returns the paths written."""
+  seeds = parse_seeds(args.seeds)
+  paths, grid_path = output_paths(args, seeds)
+  check_outdir(args, list(paths.values()) + ([grid_path] if grid_path else []))
+  config = trained.load_config(args.workdir)
+  import jax  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from jaxgen import data, parallel, summaries  # pylint: disable=import-outside-toplevel
+
+  source = data.create_source(config.data) if config.data.use_labels else None
+  check_options(args, config, source.num_classes if source else 0)
+  mesh = parallel.create_mesh()
+  restored = trained.restore(args.workdir, args.step, args.best, mesh, config, need_data=False,
+                             source=source)
+  logging.getLogger('jaxgen').info('Generating %d image(s) from step %d of %s.', len(seeds),
+                                   restored.step, args.workdir)
+  generate = make_generator(restored, args, mesh)
+  # Whole batches, a multiple of the device count, so that one program serves every call.
+  devices = mesh.devices.size
+  batch = -(-min(args.batch_size, len(seeds)) // devices) * devices
+  label = 0 if args.class_index is None else args.class_index
+  os.makedirs(args.outdir, exist_ok=True)
+  images = []
+  for start in range(0, len(seeds), batch):
+    chunk = seeds[start:start + batch]
+    padded = np.asarray(chunk + [chunk[-1]] * (batch - len(chunk)), np.uint32)
+    out = jax.device_get(generate(padded, np.full((batch,), label, np.int32)))
+    for seed, image in zip(chunk, summaries.to_uint8(out)):
+      summaries.save_png(image, paths[seed])
+      if grid_path:
+        images.append(image)
+  written = list(paths.values())
+  if grid_path:
+    summaries.save_png(summaries.image_grid(np.stack(images)), grid_path)
+    written.append(grid_path)
+  return written
+
+
+def main(argv=None):
+  args = parse_args(sys.argv[1:] if argv is None else argv)
+  setup_logging(quiet=True)
+  try:
+    written = run(args)
+  except UserError as e:
+    print(f'jaxgen: error: {" ".join(str(e).split())}', file=sys.stderr)
+    return 2
+  print(f'wrote {len(written)} PNG(s) to {args.outdir}')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
