@@ -3,16 +3,18 @@
     python -m jaxgen.generate --workdir=/tmp/stylegan --outdir=/tmp/out --seeds=0-63 --grid
     python -m jaxgen.generate --workdir=/tmp/stylegan --outdir=/tmp/out --seeds=7 --trunc=0.7
     python -m jaxgen.generate --workdir=RUN --outdir=OUT --seeds=0-9 --class=3 --best
+    python -m jaxgen.generate --network=G.npz --outdir=OUT --seeds=0-63   # jaxgen.export's file
 
 Rebuilds the experiment from DIR/config.json, restores a checkpoint (the newest; `--step=N`;
 or `--best`, the best by the run's `checkpoint.best_metric`) and writes one PNG per seed from
 its EMA generator, OUT/seed0007.png, and with `--grid` all of them in one OUT/grid.png. A
-seed's latent z depends on the seed alone, so seed 7 is the same image whichever seeds go
-with it (and with the same noise, on any device). StyleGAN2 runs also take the truncation
+seed's latent z (and random noise) depends on the seed alone, so seed 7 is the same image
+whichever seeds go with it and whatever the batch size. StyleGAN2 runs also take the truncation
 trick (`--trunc=ψ`, `--trunc_cutoff`: ws ← w_avg + ψ (ws − w_avg), ψ < 1 trades variety for
 typicality) and the noise inputs' mode. Needs no training data, except a conditional model's
 class count. Reads the workdir and never writes to it; existing files in OUT are kept unless
-`--overwrite`.
+`--overwrite`. `--network=FILE` samples from a generator exported by `python -m jaxgen.export`
+instead of a workdir.
 """
 
 import argparse
@@ -53,8 +55,9 @@ def parse_seeds(text):
 def parse_args(argv):
   parser = argparse.ArgumentParser(prog='python -m jaxgen.generate',
                                    description=__doc__.split('\n\n')[0])
-  parser.add_argument('--workdir', required=True,
-                      help='a jaxgen.main workdir (config.json and checkpoints/)')
+  source = parser.add_mutually_exclusive_group(required=True)
+  source.add_argument('--workdir', help='a jaxgen.main workdir (config.json and checkpoints/)')
+  source.add_argument('--network', help='a generator file written by `python -m jaxgen.export`')
   parser.add_argument('--outdir', required=True,
                       help='folder for the PNGs (created if missing)')
   parser.add_argument('--seeds', required=True,
@@ -82,6 +85,8 @@ def parse_args(argv):
   parser.add_argument('--overwrite', action='store_true',
                       help='replace PNGs of the same names already in OUTDIR')
   args = parser.parse_args(argv)
+  if args.network and (args.step is not None or args.best):
+    parser.error('--step and --best pick a checkpoint of a --workdir; a --network has one')
   if args.batch_size < 1:
     parser.error('--batch_size must be positive')
   if args.trunc_cutoff is not None and args.trunc_cutoff < 0:
@@ -158,18 +163,22 @@ def run(args):
   seeds = parse_seeds(args.seeds)
   paths, grid_path = output_paths(args, seeds)
   check_outdir(args, list(paths.values()) + ([grid_path] if grid_path else []))
-  config = trained.load_config(args.workdir)
   import jax  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
   from jaxgen import data, parallel, summaries  # pylint: disable=import-outside-toplevel
 
-  source = data.create_source(config.data) if config.data.use_labels else None
-  check_options(args, config, source.num_classes if source else 0)
   mesh = parallel.create_mesh()
-  restored = trained.restore(args.workdir, args.step, args.best, mesh, config, need_data=False,
-                             source=source)
+  if args.network:
+    restored = trained.load_generator(args.network)
+    check_options(args, restored.config, restored.recipe.num_classes)
+  else:
+    config = trained.load_config(args.workdir)
+    source = data.create_source(config.data) if config.data.use_labels else None
+    check_options(args, config, source.num_classes if source else 0)
+    restored = trained.restore(args.workdir, args.step, args.best, mesh, config,
+                               need_data=False, source=source)
   logging.getLogger('jaxgen').info('Generating %d image(s) from step %d of %s.', len(seeds),
-                                   restored.step, args.workdir)
+                                   restored.step, args.network or args.workdir)
   generate = make_generator(restored, args, mesh)
   # Whole batches, a multiple of the device count, so that one program serves every call.
   devices = mesh.devices.size

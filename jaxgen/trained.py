@@ -94,3 +94,86 @@ def restore(workdir, step=None, best=False, mesh=None, config=None, need_data=Tr
 class _Unlabelled:
   """What a recipe asks of an unconditional run's data source."""
   num_classes = 0
+
+
+# ------------------------------------------------------------------------------------------------
+# Exported generators: the EMA generator of one checkpoint in a single .npz file, with the
+# config that builds it (like the official code's network pickles, but plain arrays + JSON).
+
+EXPORT_FORMAT = 1
+_META_KEY = '__jaxgen__'
+
+
+def _flatten(tree, prefix):
+  from flax import traverse_util  # pylint: disable=import-outside-toplevel
+  return {f'{prefix}/{k}': v for k, v in traverse_util.flatten_dict(tree, sep='/').items()}
+
+
+def export_generator(restored, path):
+  """Writes `restored`'s generator (the fields of its state that `recipe.generate` reads: the
+  EMA parameters and buffers or batch statistics) and its config to the .npz file `path`,
+  atomically (a temporary file renamed into place)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+
+  arrays = {}
+  for field in restored.recipe.generator_fields:
+    tree = jax.device_get(getattr(restored.state, field))
+    arrays.update({k: np.asarray(v) for k, v in _flatten(tree, field).items()})
+  meta = {'format': EXPORT_FORMAT, 'step': int(restored.step),
+          'num_classes': int(restored.recipe.num_classes),
+          'fields': list(restored.recipe.generator_fields),
+          'config': restored.config.to_dict()}
+  arrays[_META_KEY] = np.asarray(json.dumps(meta))
+  tmp = f'{path}.tmp-{os.getpid()}.npz'
+  try:
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+
+
+def load_generator(path):
+  """A generator exported by `export_generator` as a TrainedRun whose `state` holds only the
+  generator's fields. UserError when the file is missing, not an export, or does not fit the
+  networks its config builds."""
+  import types  # pylint: disable=import-outside-toplevel
+  import zipfile  # pylint: disable=import-outside-toplevel
+
+  import jax  # pylint: disable=import-outside-toplevel
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from flax import traverse_util  # pylint: disable=import-outside-toplevel
+  from jaxgen import train  # pylint: disable=import-outside-toplevel
+
+  if not os.path.isfile(path):
+    raise UserError(f'--network={path} does not exist: export one with `python -m '
+                    'jaxgen.export --workdir=DIR --output=FILE.npz`')
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      arrays = {k: f[k] for k in f.files}
+    meta = json.loads(str(arrays.pop(_META_KEY)))
+  except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
+    raise UserError(f'{path} is not a generator exported by jaxgen ({type(e).__name__}: {e}); '
+                    'export one with `python -m jaxgen.export`') from None
+  if meta.get('format') != EXPORT_FORMAT:
+    raise UserError(f'{path} has export format {meta.get("format")!r}; this jaxgen reads '
+                    f'format {EXPORT_FORMAT}: export it again with this version')
+  config = ml_collections.ConfigDict(meta['config'])
+  recipe = train.create_recipe(config, types.SimpleNamespace(num_classes=meta['num_classes']))
+  abstract = jax.eval_shape(recipe.init_state, jax.random.PRNGKey(0))
+  fields = {}
+  for field in recipe.generator_fields:
+    expected = _flatten(getattr(abstract, field), field)
+    got = {k: v for k, v in arrays.items() if k.startswith(field + '/')}
+    for key, spec in expected.items():
+      if key not in got or got[key].shape != spec.shape:
+        found = 'missing' if key not in got else f'shape {got[key].shape}'
+        raise UserError(f'{path} does not fit the networks of its config: {key} should be '
+                        f'{spec.shape}, is {found}; was the file edited or truncated?')
+    fields[field] = traverse_util.unflatten_dict(
+        {tuple(k[len(field) + 1:].split('/')): jax.numpy.asarray(v, expected[k].dtype)
+         for k, v in got.items()})
+  return TrainedRun(config=config, recipe=recipe, state=types.SimpleNamespace(**fields),
+                    step=meta['step'], source=None)

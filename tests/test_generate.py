@@ -1,6 +1,8 @@
 """`python -m jaxgen.generate`: PNGs from a trained run's EMA generator, per seed, with
-truncation and noise modes; the workdir is read-only and existing outputs are kept."""
+truncation and noise modes; `python -m jaxgen.export`: that generator in one .npz file. The
+workdir is read-only and existing outputs are kept."""
 
+import json
 import os
 import subprocess
 import sys
@@ -12,7 +14,7 @@ import pytest
 from PIL import Image
 
 from conftest import REPO, env_with_devices, tree_digest
-from jaxgen import generate, summaries, trained
+from jaxgen import export, generate, summaries, trained
 from jaxgen.errors import UserError
 
 
@@ -116,6 +118,68 @@ def test_generate_keeps_existing_files_and_refuses_bad_options(stylegan_run, tmp
   assert tree_digest(stylegan_run) == before
 
 
+def _export(workdir, output, *extra):
+  return export.run(export.parse_args(['--workdir', workdir, '--output', str(output), *extra]))
+
+
+def test_export_writes_the_ema_generator_that_generate_samples_from(stylegan_run, tmp_path):
+  before = tree_digest(stylegan_run)
+  path = tmp_path / 'g.npz'
+  assert _export(stylegan_run, path, '--step=4') == 4
+  # numpy alone reads it: the EMA parameters, the buffers (w_avg, noise) and the config.
+  with np.load(path) as f:
+    meta = json.loads(str(f['__jaxgen__']))
+    assert meta['step'] == 4 and meta['config']['model']['name'] == 'stylegan2'
+    assert 'ema_params/mapping/fc0/weight' in f.files
+    assert 'g_buffers/mapping/w_avg' in f.files
+    assert not any(k.startswith(('d_params', 'g_params', 'g_opt', 'd_opt')) for k in f.files)
+  # The same images (and truncation) as from the workdir's checkpoint 4.
+  for flags in ([], ['--trunc=0.5']):
+    _generate(stylegan_run, tmp_path / f'w{len(flags)}', '--seeds=0-3', '--step=4', *flags)
+    generate.run(generate.parse_args(['--network', str(path), '--outdir',
+                                      str(tmp_path / f'n{len(flags)}'), '--seeds=0-3', *flags]))
+    for s in range(4):
+      name = f'seed{s:04d}.png'
+      np.testing.assert_array_equal(_read(tmp_path / f'n{len(flags)}' / name),
+                                    _read(tmp_path / f'w{len(flags)}' / name))
+  # An existing file is kept; --overwrite replaces it (here with the newest checkpoint).
+  with pytest.raises(UserError, match='g.npz already exists'):
+    _export(stylegan_run, path)
+  assert _export(stylegan_run, path, '--overwrite') == 6
+  with pytest.raises(UserError, match='must end in .npz'):
+    _export(stylegan_run, tmp_path / 'g.pkl')
+  with pytest.raises(UserError, match='its folder .* does not exist'):
+    _export(stylegan_run, tmp_path / 'missing' / 'g.npz')
+  assert tree_digest(stylegan_run) == before
+
+
+def test_a_broken_network_file_is_one_clear_error(stylegan_run, tmp_path):
+  good = tmp_path / 'good.npz'
+  _export(stylegan_run, good)
+  with np.load(good) as f:
+    arrays = {k: f[k] for k in f.files}
+
+  def fails(name, match, **changes):
+    path = tmp_path / name
+    np.savez(path, **{k: v for k, v in {**arrays, **changes}.items() if v is not None})
+    with pytest.raises(UserError, match=match):
+      trained.load_generator(str(path))
+
+  fails('shape.npz', r'ema_params/mapping/fc0/weight should be \(\d+, \d+\), is shape \(3,\)',
+        **{'ema_params/mapping/fc0/weight': np.zeros(3, np.float32)})
+  fails('missing.npz', 'g_buffers/mapping/w_avg should be .* is missing',
+        **{'g_buffers/mapping/w_avg': None})
+  fails('nometa.npz', 'not a generator exported by jaxgen', __jaxgen__=None)
+  meta = json.loads(str(arrays['__jaxgen__']))
+  fails('format.npz', 'export format 99', __jaxgen__=np.asarray(json.dumps({**meta,
+                                                                            'format': 99})))
+  (tmp_path / 'garbage.npz').write_bytes(b'not a zip file')
+  with pytest.raises(UserError, match='garbage.npz is not a generator exported by jaxgen'):
+    trained.load_generator(str(tmp_path / 'garbage.npz'))
+  with pytest.raises(UserError, match='does not exist: export one'):
+    trained.load_generator(str(tmp_path / 'absent.npz'))
+
+
 def test_generate_from_a_dcgan_run(dcgan_run, tmp_path):
   before = tree_digest(dcgan_run)
   _generate(dcgan_run, tmp_path, '--seeds=0-2')
@@ -127,6 +191,12 @@ def test_generate_from_a_dcgan_run(dcgan_run, tmp_path):
   with pytest.raises(UserError, match="--trunc: only StyleGAN2 runs take them, and this run is "
                      "'dcgan'"):
     _generate(dcgan_run, tmp_path / 'x', '--seeds=0', '--trunc=0.5')
+  # Exported (EMA parameters and BatchNorm statistics): the same images.
+  _export(dcgan_run, tmp_path / 'g.npz')
+  generate.run(generate.parse_args(['--network', str(tmp_path / 'g.npz'), '--outdir',
+                                    str(tmp_path / 'n'), '--seeds=0-2']))
+  for s in range(3):
+    np.testing.assert_array_equal(_read(tmp_path / 'n' / f'seed{s:04d}.png'), images[s])
   assert tree_digest(dcgan_run) == before
 
 

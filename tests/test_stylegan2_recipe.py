@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 
 import stylegan
-from conftest import (REPO, STYLEGAN_TINY, check_samples_and_swd, env_with_devices,
-                      kill_after_checkpoint, main_command, read_scalars, run_main, tree_digest,
-                      with_overrides)
+from conftest import (REPO, STYLEGAN_RUN, STYLEGAN_TINY, check_samples_and_swd,
+                      env_with_devices, kill_after_checkpoint, main_command, read_scalars,
+                      run_main, tree_digest, with_overrides)
 from jaxgen.errors import UserError
 from jaxgen.recipes.stylegan2 import StyleGAN2
 
@@ -248,8 +248,8 @@ def test_run_writes_samples_metrics_and_regulariser_logs(stylegan_run):
 
 def test_kill_9_then_rerun_resumes_exactly_including_ada_p_and_pl_mean(stylegan_run, tmp_path):
   workdir = str(tmp_path)
-  kill_after_checkpoint(workdir, 4, CONFIG)
-  result = run_main(workdir, config=CONFIG)
+  kill_after_checkpoint(workdir, 4, CONFIG, **STYLEGAN_RUN)
+  result = run_main(workdir, config=CONFIG, **STYLEGAN_RUN)
   resumed_from = int(result.stderr.split('Resuming at step ')[1].split()[0])
   assert 4 <= resumed_from < 6
   expected, got = read_scalars(stylegan_run), read_scalars(workdir)
@@ -316,13 +316,14 @@ def test_bench_counts_the_flops_of_every_device():
   assert result.returncode == 0, result.stderr[-3000:]
 
 
-def test_four_devices_match_one_device(tmp_path):
+def test_four_devices_match_one_device(stylegan_run, tmp_path):
   """The batch split over 4 devices (latents sharded by parallel.batch_constraint, minibatch
-  stddev grouped within each device) computes the single-device step with 4 stddev splits."""
-  one, four = str(tmp_path / 'one'), str(tmp_path / 'four')
-  run_main(one, num_devices=1, config=CONFIG, **{'model.mbstd_num_splits': 4})
+  stddev grouped within each device) computes the single-device step with 4 stddev splits
+  (the shared run's STYLEGAN_RUN)."""
+  assert STYLEGAN_RUN == {'model.mbstd_num_splits': 4}
+  four = str(tmp_path / 'four')
   run_main(four, num_devices=4, config=CONFIG)  # Default: one split per device.
-  expected, got = read_scalars(one), read_scalars(four)
+  expected, got = read_scalars(stylegan_run), read_scalars(four)
   for tag in ('loss/d', 'loss/g', 'pl/mean', 'loss/r1_penalty'):
     # Step 1 is the same maths on the same inputs: float32 reassociation only.
     assert got[tag][1] == pytest.approx(expected[tag][1], rel=1e-5), tag

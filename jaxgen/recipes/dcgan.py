@@ -146,6 +146,9 @@ class DCGAN:
     }
     return new_state, metrics
 
+  # The parts of the train state that `generate` reads (what `jaxgen.export` writes).
+  generator_fields = ('ema_params', 'g_batch_stats')
+
   def generate(self, state, z, labels):
     """EMA generator, BatchNorm with running statistics: z [N, z_dim] → [N, R, R, C] in [-1,1]."""
     variables = {'params': state.ema_params, 'batch_stats': state.g_batch_stats}

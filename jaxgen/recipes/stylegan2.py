@@ -313,6 +313,9 @@ class StyleGAN2:
 
   # ----------------------------------------------------------------------------------------------
 
+  # The parts of the train state that `generate` reads (what `jaxgen.export` writes).
+  generator_fields = ('ema_params', 'g_buffers')
+
   def generate(self, state, z, labels, truncation_psi=1.0, truncation_cutoff=None,
                noise_mode='const', noise_key=None):
     """EMA generator: z [N, z_dim], labels int [N] → images [N, R, R, C] float32 in ≈ [−1, 1].
