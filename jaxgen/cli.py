@@ -33,3 +33,18 @@ def setup_logging(quiet=False):
   logger.addHandler(handler)
   logger.setLevel(py_logging.INFO)
   logger.propagate = False
+
+
+def add_checkpoint_choice(parser, verb):
+  """`--step=N` or `--best`: which checkpoint of a workdir to `verb` (default: the newest)."""
+  which = parser.add_mutually_exclusive_group()
+  which.add_argument('--step', type=int, default=None,
+                     help=f'the checkpoint to {verb} (default: the newest)')
+  which.add_argument('--best', action='store_true',
+                     help=f'{verb} the best checkpoint by the run\'s checkpoint.best_metric')
+
+
+def report_user_error(error):
+  """A UserError as one `jaxgen: error: ...` line on stderr; returns the exit status, 2."""
+  print(f'jaxgen: error: {" ".join(str(error).split())}', file=sys.stderr)
+  return 2

@@ -22,11 +22,8 @@ import os
 import sys
 
 from jaxgen import trained
-from jaxgen.cli import setup_logging
+from jaxgen.cli import add_checkpoint_choice, report_user_error, setup_logging
 from jaxgen.errors import UserError
-
-PROG = 'jaxgen'
-
 
 def parse_args(argv):
   parser = argparse.ArgumentParser(prog='python -m jaxgen.evaluate',
@@ -35,11 +32,7 @@ def parse_args(argv):
                       help='a jaxgen.main workdir (config.json and checkpoints/)')
   parser.add_argument('--metrics', required=True,
                       help='comma-separated, e.g. fid50k,kid50k,is50k,pr50k3 or swd')
-  which = parser.add_mutually_exclusive_group()
-  which.add_argument('--step', type=int, default=None,
-                     help='the checkpoint to score (default: the newest)')
-  which.add_argument('--best', action='store_true',
-                     help='score the best checkpoint by the run\'s checkpoint.best_metric')
+  add_checkpoint_choice(parser, 'score')
   parser.add_argument('--weights', default=None,
                       help='FID Inception weights: a converted .npz or pytorch-fid\'s .pth '
                       '(default: eval.inception_weights, $JAXGEN_INCEPTION_WEIGHTS, the '
@@ -106,8 +99,7 @@ def main(argv=None):
   try:
     step, results = run(args)
   except UserError as e:
-    print(f'{PROG}: error: {" ".join(str(e).split())}', file=sys.stderr)
-    return 2
+    return report_user_error(e)
   for name, value in results.items():
     print(f'{name}: {value:.6g}')
   if args.output:

@@ -19,7 +19,7 @@ import os
 import sys
 
 from jaxgen import trained
-from jaxgen.cli import setup_logging
+from jaxgen.cli import add_checkpoint_choice, report_user_error, setup_logging
 from jaxgen.errors import UserError
 
 
@@ -29,11 +29,7 @@ def parse_args(argv):
   parser.add_argument('--workdir', required=True,
                       help='a jaxgen.main workdir (config.json and checkpoints/)')
   parser.add_argument('--output', required=True, help='the .npz file to write')
-  which = parser.add_mutually_exclusive_group()
-  which.add_argument('--step', type=int, default=None,
-                     help='the checkpoint to export (default: the newest)')
-  which.add_argument('--best', action='store_true',
-                     help='export the best checkpoint by the run\'s checkpoint.best_metric')
+  add_checkpoint_choice(parser, 'export')
   parser.add_argument('--overwrite', action='store_true', help='replace an existing --output')
   return parser.parse_args(argv)
 
@@ -59,8 +55,7 @@ def main(argv=None):
   try:
     step = run(args)
   except UserError as e:
-    print(f'jaxgen: error: {" ".join(str(e).split())}', file=sys.stderr)
-    return 2
+    return report_user_error(e)
   size = os.path.getsize(args.output) / 2**20
   print(f'wrote the EMA generator of step {step} of {args.workdir} to {args.output} '
         f'({size:.1f} MiB)')

@@ -24,7 +24,7 @@ import re
 import sys
 
 from jaxgen import trained
-from jaxgen.cli import setup_logging
+from jaxgen.cli import add_checkpoint_choice, report_user_error, setup_logging
 from jaxgen.errors import UserError
 
 NOISE_MODES = ('const', 'random', 'none')
@@ -62,18 +62,14 @@ def parse_args(argv):
                       help='folder for the PNGs (created if missing)')
   parser.add_argument('--seeds', required=True,
                       help='latent seeds: e.g. 0-63 or 1,5,10-12; one image each')
-  which = parser.add_mutually_exclusive_group()
-  which.add_argument('--step', type=int, default=None,
-                     help='the checkpoint to sample (default: the newest)')
-  which.add_argument('--best', action='store_true',
-                     help='sample the best checkpoint by the run\'s checkpoint.best_metric')
+  add_checkpoint_choice(parser, 'sample')
   parser.add_argument('--trunc', type=float, default=1.0,
                       help='truncation ψ (StyleGAN2): 1 = none, 0 = every image is w_avg\'s; '
                       'default 1')
   parser.add_argument('--trunc_cutoff', type=int, default=None,
                       help='truncate only the first N ws, the coarse styles (StyleGAN2; '
                       'default: all)')
-  parser.add_argument('--class', type=int, default=None, dest='class_index',
+  parser.add_argument('--class', type=int, default=None, dest='class_index', metavar='K',
                       help='class index for a conditional model (required by one)')
   parser.add_argument('--noise_mode', choices=NOISE_MODES, default='const',
                       help='StyleGAN2 noise inputs: const (fixed at init, as in training '
@@ -207,8 +203,7 @@ def main(argv=None):
   try:
     written = run(args)
   except UserError as e:
-    print(f'jaxgen: error: {" ".join(str(e).split())}', file=sys.stderr)
-    return 2
+    return report_user_error(e)
   print(f'wrote {len(written)} PNG(s) to {args.outdir}')
   return 0
 

@@ -24,6 +24,7 @@ budget=${1:-540}
 stages=${2:-bench256,bench64,fid,run64}
 start=$(date +%s)
 out=${OUT:-/tmp/gpu_check}
+export OUT=$out  # gpu_metrics_check.py writes its JSON there.
 mkdir -p "$out"
 log=$out/gpu_check.log
 : > "$log"
