@@ -25,6 +25,7 @@ from jaxgen import trained
 from jaxgen.cli import add_checkpoint_choice, report_user_error, setup_logging
 from jaxgen.errors import UserError
 
+
 def parse_args(argv):
   parser = argparse.ArgumentParser(prog='python -m jaxgen.evaluate',
                                    description=__doc__.split('\n\n')[0])

@@ -161,18 +161,14 @@ def run(args):
   check_outdir(args, list(paths.values()) + ([grid_path] if grid_path else []))
   import jax  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
-  from jaxgen import data, parallel, summaries  # pylint: disable=import-outside-toplevel
+  from jaxgen import parallel, summaries  # pylint: disable=import-outside-toplevel
 
   mesh = parallel.create_mesh()
   if args.network:
     restored = trained.load_generator(args.network)
-    check_options(args, restored.config, restored.recipe.num_classes)
   else:
-    config = trained.load_config(args.workdir)
-    source = data.create_source(config.data) if config.data.use_labels else None
-    check_options(args, config, source.num_classes if source else 0)
-    restored = trained.restore(args.workdir, args.step, args.best, mesh, config,
-                               need_data=False, source=source)
+    restored = trained.restore(args.workdir, args.step, args.best, mesh, need_data=False)
+  check_options(args, restored.config, restored.recipe.num_classes)
   logging.getLogger('jaxgen').info('Generating %d image(s) from step %d of %s.', len(seeds),
                                    restored.step, args.network or args.workdir)
   generate = make_generator(restored, args, mesh)

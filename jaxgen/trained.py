@@ -7,6 +7,7 @@ Nothing here writes to the workdir.
 import dataclasses
 import json
 import os
+import types
 from typing import Any
 
 from jaxgen.errors import UserError
@@ -60,14 +61,12 @@ class TrainedRun:
   source: Any   # the run's data source, or None where it was not needed
 
 
-def restore(workdir, step=None, best=False, mesh=None, config=None, need_data=True,
-            source=None):
+def restore(workdir, step=None, best=False, mesh=None, config=None, need_data=True):
   """Rebuilds a run from `workdir` and restores one checkpoint (`step`, the best, or the newest).
 
   `config`: the run's config, already loaded (and perhaps edited, e.g. eval settings); default
   DIR/config.json. `need_data=False` opens the training data only where the model needs it
-  (a conditional model's class count), so that sampling works without the dataset; `source`:
-  the run's data source, already opened.
+  (a conditional model's class count), so that sampling works without the dataset.
   """
   import jax  # pylint: disable=import-outside-toplevel
   from jaxgen import checkpoint, data, parallel, train  # pylint: disable=import-outside-toplevel
@@ -78,9 +77,11 @@ def restore(workdir, step=None, best=False, mesh=None, config=None, need_data=Tr
   try:
     step = select_step(manager, config, step, best)
     mesh = parallel.create_mesh() if mesh is None else mesh
-    if source is None and (need_data or config.data.use_labels):
+    source = None
+    if need_data or config.data.use_labels:
       source = data.create_source(config.data)
-    recipe = train.create_recipe(config, source or _Unlabelled())
+    # An unconditional recipe asks no more of its source than its (zero) class count.
+    recipe = train.create_recipe(config, source or types.SimpleNamespace(num_classes=0))
     abstract = jax.eval_shape(recipe.init_state, jax.random.PRNGKey(config.seed))
     shardings = parallel.state_sharding(mesh, abstract)
     abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
@@ -89,11 +90,6 @@ def restore(workdir, step=None, best=False, mesh=None, config=None, need_data=Tr
   finally:
     manager.close()
   return TrainedRun(config=config, recipe=recipe, state=state, step=step, source=source)
-
-
-class _Unlabelled:
-  """What a recipe asks of an unconditional run's data source."""
-  num_classes = 0
 
 
 # ------------------------------------------------------------------------------------------------
@@ -138,7 +134,6 @@ def load_generator(path):
   """A generator exported by `export_generator` as a TrainedRun whose `state` holds only the
   generator's fields. UserError when the file is missing, not an export, or does not fit the
   networks its config builds."""
-  import types  # pylint: disable=import-outside-toplevel
   import zipfile  # pylint: disable=import-outside-toplevel
 
   import jax  # pylint: disable=import-outside-toplevel
