@@ -266,7 +266,9 @@ def test_kill_9_then_rerun_resumes_exactly_including_ada_p_and_pl_mean(stylegan_
 
 def _bench(tmp_path, num_devices, *extra):
   out = tmp_path / f'bench{num_devices}.json'
-  args = [a for a in main_command(str(tmp_path), CONFIG) if not a.startswith('--workdir')]
+  # The shared run's settings: its programs are in the compilation cache when this runs.
+  args = [a for a in main_command(str(tmp_path), CONFIG, **STYLEGAN_RUN)
+          if not a.startswith('--workdir')]
   args[2] = 'jaxgen.bench'
   result = subprocess.run(args + ['--steps=3', '--warmup=1', f'--output={out}', *extra], cwd=REPO,
                           capture_output=True, text=True, env=env_with_devices(num_devices),

@@ -1,0 +1,91 @@
+"""colab/jaxgen.ipynb, executed cell by cell in IPython (as Colab's kernel runs it: `!` shell
+lines, `{var}` expansion, `%cd`), on the CPU with the tiny StyleGAN2 settings. Cells tagged
+`colab-only` (pip install, TensorBoard) need Colab or the network and are left out."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO, STYLEGAN_RUN, STYLEGAN_TINY, env_with_devices, read_scalars
+
+NOTEBOOK = os.path.join(REPO, 'colab', 'jaxgen.ipynb')
+PARAM = re.compile(r'^(\w+) = (.+?)  # @param\b.*$', re.M)
+
+# Runs a list of cells in one IPython shell; stops at the first that fails.
+RUNNER = '''
+import json, sys
+from IPython.core.interactiveshell import InteractiveShell
+shell = InteractiveShell.instance()
+for i, source in enumerate(json.load(open(sys.argv[1]))):
+  print(f'--- cell {i}', flush=True)
+  if not shell.run_cell(source).success:
+    sys.exit(f'cell {i} failed')
+'''
+
+
+def _cells():
+  with open(NOTEBOOK) as f:
+    notebook = json.load(f)
+  assert notebook['nbformat'] == 4
+  return [(''.join(c['source']), c['metadata'].get('tags', []))
+          for c in notebook['cells'] if c['cell_type'] == 'code']
+
+
+def _with_settings(source, values):
+  """The settings cell with each `NAME = ...  # @param` set to values[NAME] (all must exist)."""
+  found = PARAM.findall(source)
+  assert {name for name, _ in found} == set(values), found
+  return PARAM.sub(lambda m: f'{m.group(1)} = {values[m.group(1)]!r}', source)
+
+
+def test_only_install_and_tensorboard_need_colab():
+  tagged = [source for source, tags in _cells() if 'colab-only' in tags]
+  assert len(tagged) == 2
+  assert 'pip install' in tagged[0] and '%tensorboard' in tagged[1]
+
+
+@pytest.mark.slow
+def test_notebook_trains_samples_scores_and_exports(stylegan_run, tmp_path):
+  """Every other cell, in order, with the source tree as JAXGEN_SOURCE and the shared tiny run's
+  settings as OVERRIDES: the run trains to the end (the same losses as the shared run, so the
+  overrides reached it), then the images, score and export cells find what it wrote."""
+  runs = tmp_path / 'runs'
+  overrides = {**STYLEGAN_TINY, **STYLEGAN_RUN}
+  settings = {
+      'JAXGEN_SOURCE': REPO, 'CONFIG': 'configs/stylegan.py',
+      'OVERRIDES': ' '.join(f'--config.{k}={v}' for k, v in overrides.items()),
+      'IMAGES': '', 'RUNS_DIR': str(runs), 'RUN_NAME': 'tiny', 'TRUNCATION': 0.5, 'NUM_SEEDS': 4,
+  }
+  cells = [source for source, tags in _cells() if 'colab-only' not in tags]
+  assert cells[0].startswith('# @title Settings')
+  cells[0] = _with_settings(cells[0], settings)
+  (tmp_path / 'cells.json').write_text(json.dumps(cells))
+
+  # The notebook's `!python` is this interpreter, as the kernel's python is on Colab.
+  env = env_with_devices(1)
+  env['PATH'] = os.path.dirname(sys.executable) + os.pathsep + env['PATH']
+  result = subprocess.run([sys.executable, '-c', RUNNER, str(tmp_path / 'cells.json')],
+                          cwd=tmp_path, capture_output=True, text=True, env=env, timeout=900)
+  assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+  assert f'--- cell {len(cells) - 1}' in result.stdout
+  assert 'cpu [CpuDevice(id=0)]' in result.stdout
+
+  workdir = runs / 'tiny'
+  assert sorted(os.listdir(workdir / 'checkpoints')) == ['4', '6']
+  expected, got = read_scalars(stylegan_run), read_scalars(str(workdir))
+  for step in range(1, 7):
+    assert got['loss/d'][step] == pytest.approx(expected['loss/d'][step], rel=1e-5)
+  assert sorted(os.listdir(runs / 'tiny-images')) == [
+      'grid.png', 'seed0000.png', 'seed0001.png', 'seed0002.png', 'seed0003.png']
+  grid = np.asarray(Image.open(runs / 'tiny-images' / 'grid.png'))
+  assert grid.shape == (32, 32, 3) and grid.std() > 0
+  swd = re.search(r'^swd/avg: ([0-9.]+)$', result.stdout, re.M)
+  assert swd and float(swd.group(1)) == pytest.approx(expected['eval/swd/avg'][6], rel=1e-3)
+  with np.load(runs / 'tiny-generator.npz') as network:
+    assert '__jaxgen__' in network.files
