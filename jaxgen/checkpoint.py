@@ -17,7 +17,7 @@ import jax
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers
 
-from jaxgen.errors import UserError
+from jaxgen.errors import UserError, check_local
 
 # Fields a resumed run may change without becoming another experiment: run length, how often
 # things happen, and where output goes.
@@ -27,6 +27,7 @@ RESUMABLE_CHANGES = ('train.num_steps', 'log.', 'eval.every_steps', 'checkpoint.
 
 
 def check_writable(workdir):
+  check_local(workdir)
   try:
     os.makedirs(workdir, exist_ok=True)
     probe = os.path.join(workdir, f'.write-test-{os.getpid()}')

@@ -25,7 +25,7 @@ import sys
 
 from jaxgen import trained
 from jaxgen.cli import add_checkpoint_choice, report_user_error, setup_logging
-from jaxgen.errors import UserError
+from jaxgen.errors import UserError, check_local
 
 NOISE_MODES = ('const', 'random', 'none')
 MAX_SEED = 2**32 - 1
@@ -98,6 +98,7 @@ def output_paths(args, seeds):
 
 def check_outdir(args, paths):
   """UserError if OUTDIR is not a folder, or would lose files without --overwrite."""
+  check_local(args.outdir, '--outdir')
   if os.path.exists(args.outdir) and not os.path.isdir(args.outdir):
     raise UserError(f'--outdir={args.outdir} is a file, not a folder: choose a folder')
   if args.overwrite:

@@ -10,12 +10,13 @@ import os
 import types
 from typing import Any
 
-from jaxgen.errors import UserError
+from jaxgen.errors import UserError, check_local
 
 
 def load_config(workdir):
   """DIR/config.json as a ConfigDict; UserError when it is missing or unreadable."""
   import ml_collections  # pylint: disable=import-outside-toplevel
+  check_local(workdir)
   path = os.path.join(workdir, 'config.json')
   if not os.path.isfile(path):
     raise UserError(f'{path} does not exist: --workdir must be a folder that '

@@ -1,6 +1,8 @@
 """Bad input to `python -m jaxgen.main`: one error line, non-zero exit, existing data intact."""
 
+import os
 import subprocess
+import sys
 
 import pytest
 
@@ -68,3 +70,25 @@ def test_unwritable_workdir(tmp_path):
   line = _fails_cleanly(main_command(str(blocker / 'work')))
   assert 'not writable' in line
   assert blocker.read_text() == 'not a folder'
+
+
+def test_url_workdir_and_outdir_are_refused_without_making_local_folders(dcgan_run, tmp_path):
+  """os.makedirs('gs://bucket/run') would make a local folder 'gs:' and train into it."""
+  python = [sys.executable, '-m']
+  commands = [
+      main_command('gs://bucket/run', config=os.path.join(REPO, 'configs', 'dcgan.py')),
+      python + ['jaxgen.generate', '--workdir=s3://bucket/run', f'--outdir={tmp_path}/out',
+                '--seeds=0'],
+      python + ['jaxgen.generate', f'--workdir={dcgan_run}', '--outdir=gs://bucket/images',
+                '--seeds=0'],
+      python + ['jaxgen.evaluate', '--workdir=gs://bucket/run', '--metrics=swd'],
+  ]
+  before = tree_digest(dcgan_run)
+  for args in commands:
+    result = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True,
+                            env=env_with_devices(1), timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines()[-1].startswith('jaxgen: error: --')
+    assert 'is a URL' in result.stderr and 'Traceback' not in result.stderr
+  assert os.listdir(tmp_path) == []
+  assert tree_digest(dcgan_run) == before
