@@ -44,6 +44,21 @@ def _with_settings(source, values):
   return PARAM.sub(lambda m: f'{m.group(1)} = {values[m.group(1)]!r}', source)
 
 
+def _run_notebook(tmp_path, settings):
+  """Runs every cell but the `colab-only` ones in IPython with `settings` (in a subprocess, so
+  that `%cd` stays there); returns the finished process and the number of cells."""
+  cells = [source for source, tags in _cells() if 'colab-only' not in tags]
+  assert cells[0].startswith('# @title Settings')
+  cells[0] = _with_settings(cells[0], settings)
+  (tmp_path / 'cells.json').write_text(json.dumps(cells))
+  # The notebook's `!python` is this interpreter, as the kernel's python is on Colab.
+  env = env_with_devices(1)
+  env['PATH'] = os.path.dirname(sys.executable) + os.pathsep + env['PATH']
+  result = subprocess.run([sys.executable, '-c', RUNNER, str(tmp_path / 'cells.json')],
+                          cwd=tmp_path, capture_output=True, text=True, env=env, timeout=900)
+  return result, len(cells)
+
+
 def test_only_install_and_tensorboard_need_colab():
   tagged = [source for source, tags in _cells() if 'colab-only' in tags]
   assert len(tagged) == 2
@@ -62,18 +77,9 @@ def test_notebook_trains_samples_scores_and_exports(stylegan_run, tmp_path):
       'OVERRIDES': ' '.join(f'--config.{k}={v}' for k, v in overrides.items()),
       'IMAGES': '', 'RUNS_DIR': str(runs), 'RUN_NAME': 'tiny', 'TRUNCATION': 0.5, 'NUM_SEEDS': 4,
   }
-  cells = [source for source, tags in _cells() if 'colab-only' not in tags]
-  assert cells[0].startswith('# @title Settings')
-  cells[0] = _with_settings(cells[0], settings)
-  (tmp_path / 'cells.json').write_text(json.dumps(cells))
-
-  # The notebook's `!python` is this interpreter, as the kernel's python is on Colab.
-  env = env_with_devices(1)
-  env['PATH'] = os.path.dirname(sys.executable) + os.pathsep + env['PATH']
-  result = subprocess.run([sys.executable, '-c', RUNNER, str(tmp_path / 'cells.json')],
-                          cwd=tmp_path, capture_output=True, text=True, env=env, timeout=900)
+  result, num_cells = _run_notebook(tmp_path, settings)
   assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-  assert f'--- cell {len(cells) - 1}' in result.stdout
+  assert f'--- cell {num_cells - 1}' in result.stdout
   assert 'cpu [CpuDevice(id=0)]' in result.stdout
 
   workdir = runs / 'tiny'
@@ -89,3 +95,15 @@ def test_notebook_trains_samples_scores_and_exports(stylegan_run, tmp_path):
   assert swd and float(swd.group(1)) == pytest.approx(expected['eval/swd/avg'][6], rel=1e-3)
   with np.load(runs / 'tiny-generator.npz') as network:
     assert '__jaxgen__' in network.files
+
+
+def test_a_source_that_cannot_be_cloned_stops_run_all(tmp_path):
+  settings = {
+      'JAXGEN_SOURCE': str(tmp_path / 'no-such-repository'), 'CONFIG': 'configs/stylegan.py',
+      'OVERRIDES': '', 'IMAGES': '', 'RUNS_DIR': str(tmp_path / 'runs'), 'RUN_NAME': 'x',
+      'TRUNCATION': 1.0, 'NUM_SEEDS': 1,
+  }
+  result, _ = _run_notebook(tmp_path, settings)
+  assert result.returncode != 0 and 'cell 1 failed' in result.stderr
+  assert 'set JAXGEN_SOURCE to a git URL' in result.stdout
+  assert '--- cell 2' not in result.stdout
