@@ -66,6 +66,13 @@ def state_sharding(mesh, state):
   return jax.tree.map(lambda _: replicated(mesh), state)
 
 
+def with_shardings(abstract, shardings):
+  """`abstract` (ShapeDtypeStructs, e.g. from jax.eval_shape) with `shardings` attached: what
+  a checkpoint is restored into."""
+  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                      abstract, shardings)
+
+
 def check_batch_size(global_batch_size, mesh):
   n = mesh.devices.size
   if global_batch_size % n:

@@ -80,11 +80,6 @@ def make_train_step(recipe, mesh, state_sharding):
   return train_step
 
 
-def _with_shardings(abstract, shardings):
-  return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                      abstract, shardings)
-
-
 def train_and_evaluate(config, workdir, allow_config_change=False):
   """Trains `config`'s model in `workdir`, resuming from its newest checkpoint if any."""
   start_time = time.time()
@@ -103,7 +98,8 @@ def train_and_evaluate(config, workdir, allow_config_change=False):
   manager = checkpoint.create_manager(workdir, config.checkpoint.keep,
                                       config.checkpoint.best_metric or None,
                                       config.checkpoint.best_mode)
-  state = checkpoint.restore_latest(manager, _with_shardings(abstract_state, state_sharding))
+  state = checkpoint.restore_latest(
+      manager, parallel.with_shardings(abstract_state, state_sharding))
   if state is None:
     state = jax.jit(recipe.init_state, out_shardings=state_sharding)(np.asarray(rng))
   start_step = int(jax.device_get(state.step))

@@ -84,9 +84,7 @@ def restore(workdir, step=None, best=False, mesh=None, config=None, need_data=Tr
     # An unconditional recipe asks no more of its source than its (zero) class count.
     recipe = train.create_recipe(config, source or types.SimpleNamespace(num_classes=0))
     abstract = jax.eval_shape(recipe.init_state, jax.random.PRNGKey(config.seed))
-    shardings = parallel.state_sharding(mesh, abstract)
-    abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                            abstract, shardings)
+    abstract = parallel.with_shardings(abstract, parallel.state_sharding(mesh, abstract))
     state = checkpoint.restore(manager, step, abstract)
   finally:
     manager.close()
