@@ -83,8 +83,9 @@ def benchmark(config, steps=64, warmup=16, peak=None, profile_steps=0,
   import jax
   import numpy as np
 
-  from jaxgen import data, parallel, train
+  from jaxgen import data, parallel, train, validation
 
+  validation.check_config(config)
   mesh = parallel.create_mesh()
   batch_size = config.train.batch_size
   parallel.check_batch_size(batch_size, mesh)

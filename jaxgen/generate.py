@@ -19,6 +19,7 @@ instead of a workdir.
 
 import argparse
 import logging
+import math
 import os
 import re
 import sys
@@ -157,6 +158,9 @@ def make_generator(restored, args, mesh):
 
 def run(args):
   """Executes the parsed command; returns the paths written."""
+  if not math.isfinite(args.trunc):
+    raise UserError(f'--trunc={args.trunc} is not a finite number: give ψ, e.g. --trunc=0.7 '
+                    '(1 = no truncation)')
   seeds = parse_seeds(args.seeds)
   paths, grid_path = output_paths(args, seeds)
   check_outdir(args, list(paths.values()) + ([grid_path] if grid_path else []))

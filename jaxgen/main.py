@@ -12,7 +12,7 @@ import sys
 from absl import app, flags
 from ml_collections import config_flags
 
-from jaxgen.cli import parse_flags, setup_logging
+from jaxgen.cli import parse_flags, report_user_error, setup_logging
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Experiment config file, optionally with a preset: configs/x.py:preset.',
@@ -32,15 +32,21 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   # Imported here so that flag errors are reported before JAX starts.
   from jaxgen import parallel, train
-  from jaxgen.errors import UserError
+  from jaxgen.errors import RunFailed, UserError
 
   setup_logging()
   try:
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, _ALLOW_CONFIG_CHANGE.value)
   except UserError as e:
-    print(f'jaxgen: error: {e}', file=sys.stderr)
-    sys.exit(2)
+    sys.exit(report_user_error(e))
+  except RunFailed as e:
+    print(f'jaxgen: error: {" ".join(str(e).split())}', file=sys.stderr)
+    sys.exit(1)
+  except KeyboardInterrupt:  # Before training started, or a second Ctrl-C: nothing saved.
+    print('jaxgen: error: interrupted (Ctrl-C) before a checkpoint could be saved; re-run the '
+          'same command to resume from the newest checkpoint', file=sys.stderr)
+    sys.exit(130)
 
 
 if __name__ == '__main__':

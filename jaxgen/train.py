@@ -20,9 +20,9 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from jaxgen import checkpoint, data, parallel, summaries
+from jaxgen import checkpoint, data, parallel, summaries, validation
 from jaxgen.evaluation import Evaluator
-from jaxgen.errors import UserError
+from jaxgen.errors import RunFailed, UserError, check_local
 from jaxgen.recipes.dcgan import DCGAN
 from jaxgen.recipes.stylegan2 import StyleGAN2
 
@@ -34,21 +34,31 @@ log = logging.getLogger(__name__)
 
 
 class Preemption:
-  """Notices SIGTERM; in multi-process runs all processes agree on the step to stop at."""
+  """Notices SIGTERM and Ctrl-C (SIGINT); in multi-process runs all processes agree on the step
+  to stop at (SIGTERM, through JAX's preemption sync point; launch/local.sh turns Ctrl-C into
+  SIGTERM). A second Ctrl-C stops at once, without saving."""
 
   def __init__(self):
-    self.requested = False
+    self.signal = None
     if jax.process_count() == 1:
       signal.signal(signal.SIGTERM, self._handle)
+      signal.signal(signal.SIGINT, self._handle)
 
   def _handle(self, signum, frame):
-    del signum, frame
-    self.requested = True
+    del frame
+    if signum == signal.SIGINT and self.signal == signal.SIGINT:
+      raise KeyboardInterrupt
+    self.signal = signum
+
+  @property
+  def exit_code(self):
+    """128 + the signal, what a shell or scheduler expects: 143 for SIGTERM, 130 for Ctrl-C."""
+    return 128 + (self.signal or signal.SIGTERM)
 
   def reached(self, step):
     if jax.process_count() > 1:
       return multihost_utils.reached_preemption_sync_point(step)
-    return self.requested
+    return self.signal is not None
 
 
 def create_recipe(config, source, mesh=None):
@@ -80,18 +90,87 @@ def make_train_step(recipe, mesh, state_sharding):
   return train_step
 
 
-def train_and_evaluate(config, workdir, allow_config_change=False):
-  """Trains `config`'s model in `workdir`, resuming from its newest checkpoint if any."""
-  start_time = time.time()
-  is_chief = jax.process_index() == 0
+def first_non_finite_metric(metrics):
+  """The first (by name) of `metrics` (host scalars) that is NaN or Inf, or None."""
+  return next((k for k in sorted(metrics) if not np.isfinite(metrics[k])), None)
+
+
+class DivergenceCheck:
+  """Every step's metrics are checked for NaN/Inf, one step late so the host never waits for
+  the device (step s's scalars are read while step s+1 runs); `state(...)` checks the whole
+  train state before it is evaluated or saved. Either raises RunFailed naming the step."""
+
+  def __init__(self, newest_saved):
+    self.newest_saved = newest_saved
+    self._pending = None
+
+  def metrics(self, step, metrics, now=False):
+    """Queues step `step`'s device metrics and checks the previous ones (or these, `now`)."""
+    if not now:
+      self._pending, (step, metrics) = (step, metrics), (self._pending or (None, None))
+    if step is not None:
+      host = jax.device_get(metrics)
+      bad = first_non_finite_metric(host)
+      if bad:
+        self._fail(step, f'{bad} is {host[bad]}')
+
+  def state(self, step, state):
+    """Checks what is about to be saved: the metrics not yet read, then every float leaf."""
+    if self._pending is not None:
+      self.metrics(*self._pending, now=True)
+      self._pending = None
+    bad = checkpoint.first_non_finite(state)
+    if bad:
+      self._fail(step, f'the train state\'s {bad} is not finite')
+
+  def saved(self, step):
+    self.newest_saved = step
+
+  def _fail(self, step, what):
+    newest = (f'the newest checkpoint, {self.newest_saved}, is finite and a re-run resumes '
+              'from it' if self.newest_saved is not None else 'no checkpoint was written')
+    raise RunFailed(f'training diverged at step {step}: {what}; nothing non-finite was saved '
+                    f'({newest}); lower the learning rate (optimizer.*) and re-run with '
+                    '--allow_config_change') from None
+
+
+def prepare(config, workdir, allow_config_change=False):
+  """Everything that can refuse a run, before anything is written: returns what the run needs.
+
+  Checks the config (jaxgen/validation.py), the mesh, the data source, the recipe's own
+  settings, the metrics and the workdir's experiment. Writes nothing, compiles nothing."""
+  validation.check_config(config)
+  check_local(workdir)
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise UserError(f'--workdir={workdir} is a file, not a folder: choose a folder')
   mesh = parallel.create_mesh()
-  batch_size = config.train.batch_size
-  parallel.check_batch_size(batch_size, mesh)
-  checkpoint.check_writable(workdir)
+  parallel.check_batch_size(config.train.batch_size, mesh)
   source = data.create_source(config.data)
   recipe = create_recipe(config, source, mesh)
-  resumed = checkpoint.guard_experiment(workdir, config.to_dict(), allow_config_change)
+  evaluator = Evaluator(config, recipe, source, mesh)
+  resumed = checkpoint.check_experiment(workdir, config.to_dict(), allow_config_change)
+  if len(source) < config.train.batch_size:
+    log.warning('The dataset has %d images, fewer than the batch of %d: every batch repeats '
+                'images; add images or lower train.batch_size.', len(source),
+                config.train.batch_size)
+  return mesh, source, recipe, evaluator, resumed
 
+
+def train_and_evaluate(config, workdir, allow_config_change=False):
+  """Trains `config`'s model in `workdir`, resuming from its newest intact checkpoint if any.
+
+  Order matters for the user's data: everything is checked first (`prepare`); then the workdir
+  is created and locked, re-checked under the lock, the state restored (or initialised), and
+  only then is config.json written and the run's logs begun."""
+  start_time = time.time()
+  is_chief = jax.process_index() == 0
+  mesh, source, recipe, evaluator, resumed = prepare(config, workdir, allow_config_change)
+  batch_size = config.train.batch_size
+
+  checkpoint.check_writable(workdir)
+  lock = checkpoint.lock_workdir(workdir)  # Held until this process ends.
+  # Another run may have claimed the workdir between the check above and the lock.
+  resumed = checkpoint.check_experiment(workdir, config.to_dict(), allow_config_change)
   rng = jax.random.PRNGKey(config.seed)
   abstract_state = jax.eval_shape(recipe.init_state, rng)
   state_sharding = parallel.state_sharding(mesh, abstract_state)
@@ -102,6 +181,7 @@ def train_and_evaluate(config, workdir, allow_config_change=False):
       manager, parallel.with_shardings(abstract_state, state_sharding))
   if state is None:
     state = jax.jit(recipe.init_state, out_shardings=state_sharding)(np.asarray(rng))
+  checkpoint.record_config(workdir, config.to_dict())
   start_step = int(jax.device_get(state.step))
   num_steps = config.train.num_steps
   log.info('%s at step %d of %d on %d device(s) in %d process(es); dataset %s (%d images).',
@@ -124,19 +204,26 @@ def train_and_evaluate(config, workdir, allow_config_change=False):
                          process_count=jax.process_count(), num_threads=config.data.num_threads)
   train_step = make_train_step(recipe, mesh, state_sharding)
 
-  evaluator = Evaluator(config, recipe, source, mesh)
   sample_key = jax.random.PRNGKey(config.seed + 1)
   best_metric = config.checkpoint.best_metric
+  saver = checkpoint.Saver(manager, checkpoint.state_bytes(abstract_state))
+  divergence = DivergenceCheck(manager.latest_step())
+
+  def save(state, step, results=None):
+    divergence.state(step, state)
+    saver.save(step, state, {best_metric: results[best_metric]}
+               if results and best_metric in results else None)
+    divergence.saved(step)
 
   def evaluate_and_save(state, step):
+    divergence.state(step, state)  # Never score (or save) a diverged state.
     results = evaluator(state)
     writer.scalars(step, {f'eval/{k}': v for k, v in results.items()})
     if results:
       log.info('step %d: %s', step, ', '.join(f'{k} {v:.3f}' for k, v in results.items()))
     grid = evaluator.generate_uint8(state, config.log.num_samples, sample_key)
     writer.images(step, 'samples', grid.astype(np.float32) / 127.5 - 1.0, f'{step:08d}.png')
-    checkpoint.save(manager, step, state, {best_metric: results[best_metric]}
-                    if best_metric in results else None)
+    save(state, step, results)
     return results
 
   if start_step == 0 and config.eval.at_start:
@@ -154,15 +241,15 @@ def train_and_evaluate(config, workdir, allow_config_change=False):
       step += 1
       window_steps += 1
       bar.update(1)
+      divergence.metrics(step, metrics)
+      saver.check()
       if step % log_every == 0 or step == num_steps:
         metrics = jax.device_get(metrics)
+        divergence.metrics(step, metrics, now=True)
         elapsed = time.time() - window_start
         metrics.update({'perf/step_time_s': elapsed / window_steps,
                         'perf/images_per_s': window_steps * batch_size / elapsed,
                         'progress/kimg': step * batch_size / 1000})
-        if not all(np.isfinite(v) for v in metrics.values()):
-          raise FloatingPointError(f'non-finite metrics at step {step}: {metrics}; lower the '
-                                   'learning rate, or resume from an earlier checkpoint')
         writer.scalars(step, metrics)
         postfix = {'d': f'{metrics["loss/d"]:.3f}', 'g': f'{metrics["loss/g"]:.3f}'}
         if 'augment/p' in metrics:
@@ -175,25 +262,30 @@ def train_and_evaluate(config, workdir, allow_config_change=False):
       if step % config.eval.every_steps == 0 or step == num_steps:
         evaluate_and_save(state, step)
       elif step % config.checkpoint.every_steps == 0:
-        checkpoint.save(manager, step, state)
+        save(state, step)
       else:
         saved = False
       if saved:  # Evaluating and saving are not training: keep them out of the step time.
         window_start, window_steps = time.time(), 0
       if preemption.reached(step):
         if not saved:  # Orbax refuses a second save of the same step.
-          checkpoint.save(manager, step, state)
-        manager.wait_until_finished()
-        log.warning('Terminated at step %d: checkpoint saved; re-run the same command to '
-                    'resume.', step)
+          save(state, step)
+        saver.check(block=True)
+        bar.close()
+        log.warning('%s at step %d: checkpoint saved; re-run the same command to resume.',
+                    'Interrupted (Ctrl-C)' if preemption.signal == signal.SIGINT else
+                    'Terminated', step)
         writer.close()
-        sys.exit(PREEMPTED_EXIT_CODE)
+        sys.exit(preemption.exit_code)
+    saver.check(block=True)
   finally:
     bar.close()
-    manager.wait_until_finished()
     writer.flush()
+    saver.wait_quietly()
   writer.close()
   manager.close()
+  if lock is not None:
+    lock.release()
   log.info('Finished %d steps in %.1f min; output in %s', num_steps,
            (time.time() - start_time) / 60, os.path.abspath(workdir))
   return state

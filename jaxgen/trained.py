@@ -86,6 +86,13 @@ def restore(workdir, step=None, best=False, mesh=None, config=None, need_data=Tr
     abstract = jax.eval_shape(recipe.init_state, jax.random.PRNGKey(config.seed))
     abstract = parallel.with_shardings(abstract, parallel.state_sharding(mesh, abstract))
     state = checkpoint.restore(manager, step, abstract)
+    # A generator with NaN/Inf weights gives images of one flat colour: refuse it.
+    bad = checkpoint.first_non_finite({f: getattr(state, f) for f in recipe.generator_fields})
+    if bad:
+      others = ', '.join(str(s) for s in sorted(manager.all_steps()) if s != step) or 'none'
+      raise UserError(f'checkpoint {step} in {workdir} holds non-finite values ({bad}): it was '
+                      'saved by a run that diverged; choose another with --step (there are: '
+                      f'{others})')
   finally:
     manager.close()
   return TrainedRun(config=config, recipe=recipe, state=state, step=step, source=source)
@@ -154,6 +161,10 @@ def load_generator(path):
   if meta.get('format') != EXPORT_FORMAT:
     raise UserError(f'{path} has export format {meta.get("format")!r}; this jaxgen reads '
                     f'format {EXPORT_FORMAT}: export it again with this version')
+  for key, value in arrays.items():
+    if np.issubdtype(value.dtype, np.inexact) and not np.isfinite(value).all():
+      raise UserError(f'{path} holds non-finite values ({key}): it was exported from a run that '
+                      'diverged; export a finite checkpoint with `python -m jaxgen.export --step`')
   config = ml_collections.ConfigDict(meta['config'])
   recipe = train.create_recipe(config, types.SimpleNamespace(num_classes=meta['num_classes']))
   abstract = jax.eval_shape(recipe.init_state, jax.random.PRNGKey(0))

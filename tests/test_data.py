@@ -174,3 +174,127 @@ def test_tfds_missing_data_offline_is_one_clear_error(tmp_path):
   message = str(info.value)
   assert '\n' not in message
   assert "'mnist'" in message and str(tmp_path) in message and 'tfds build mnist' in message
+
+
+def _write_png16(path, array):
+  """A 16-bit PNG of uint16 [H, W] (gray) or [H, W, 3] (RGB): Pillow cannot write 16-bit RGB."""
+  import struct
+  import zlib
+  h, w = array.shape[:2]
+  color_type = 0 if array.ndim == 2 else 2
+  raw = b''.join(b'\0' + array[y].astype('>u2').tobytes() for y in range(h))
+
+  def chunk(kind, data):
+    return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
+  path.write_bytes(b'\x89PNG\r\n\x1a\n'
+                   + chunk(b'IHDR', struct.pack('>IIBBBBB', w, h, 16, color_type, 0, 0, 0))
+                   + chunk(b'IDAT', zlib.compress(raw)) + chunk(b'IEND', b''))
+
+
+def _high_bit_image(kind, path):
+  """Writes a 16×16 image of `kind` to `path`; returns its values as a numpy array."""
+  rng = np.random.default_rng(0)
+  if kind == 'png-gray16':
+    values = rng.integers(0, 65536, (16, 16), dtype=np.uint16)
+    values[0, :4] = [0, 255, 32768, 65535]  # Mean ~32768: white under the old 255 clip.
+    Image.fromarray(values).save(path)
+  elif kind == 'png-rgb16':
+    values = rng.integers(0, 65536, (16, 16, 3), dtype=np.uint16)
+    _write_png16(path, values)
+  elif kind == 'tiff-int32':
+    values = rng.integers(-2**31, 2**31, (16, 16), dtype=np.int32)  # Negatives become 0.
+    Image.fromarray(values).save(path)
+  elif kind == 'tiff-float32':
+    values = rng.uniform(-0.2, 1.2, (16, 16)).astype(np.float32)  # Clipped to [0, 1].
+    Image.fromarray(values).save(path)
+  else:  # tifffile writes what Pillow cannot: signed 16-bit and unsigned 32-bit TIFFs.
+    tifffile = pytest.importorskip('tifffile')
+    dtype = {'tiff-int16': np.int16, 'tiff-uint32': np.uint32}[kind]
+    info = np.iinfo(dtype)
+    values = rng.integers(info.min, info.max, (16, 16), dtype=np.int64).astype(dtype)
+    tifffile.imwrite(path, values)
+  return values
+
+
+@pytest.mark.parametrize('kind', ['png-gray16', 'png-rgb16', 'tiff-int32', 'tiff-float32',
+                                  'tiff-int16', 'tiff-uint32'])
+def test_folder_high_bit_depth_images_scale_to_8_bits(kind, tmp_path):
+  from skimage.util import img_as_ubyte
+  root = tmp_path / 'deep'
+  root.mkdir()
+  values = _high_bit_image(kind, root / ('image.png' if kind.startswith('png') else 'image.tif'))
+  # img_as_ubyte refuses floats outside [-1, 1] and scales integers only when their maximum
+  # is ≥ 256 (true here): the rule itself is clip to [0, 1], then ×255.
+  expected = img_as_ubyte(np.clip(values, 0, 1) if kind == 'tiff-float32' else values)
+  if expected.ndim == 2:
+    expected = np.repeat(expected[..., None], 3, axis=-1)  # Gray is repeated to RGB.
+  image = FolderSource(str(root), 16, cache_dir=str(tmp_path / 'c'))[0]['image']
+  # The image is already 16², so no Lanczos resize: the bytes are the 8-bit rule's own. ±1 level
+  # allows for rounding (v/65535·255 rounded vs img_as_ubyte's v >> 8 differ by at most 1).
+  assert image.shape == (16, 16, 3) and image.dtype == np.uint8
+  assert np.abs(image.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_mode_i_from_a_16_bit_png_is_read_as_16_bits(tmp_path):
+  # Older Pillows open a 16-bit grayscale PNG as mode 'I' (0..65535), not 'I;16' (13 does): the
+  # file's format, not the mode, says the samples are 16-bit.
+  from jaxgen.data.folder import to_training_image
+  values = np.full((16, 16), 32768, np.uint16)
+  Image.fromarray(values).save(tmp_path / 'gray.png')
+  with Image.open(tmp_path / 'gray.png') as image:
+    as_i = image.convert('I')
+  as_i.format = 'PNG'
+  np.testing.assert_array_equal(to_training_image(as_i, 16, 1), np.full((16, 16, 1), 128))
+
+
+def test_unwritable_cache_is_one_user_error(art_folder, tmp_path, monkeypatch, caplog):
+  # A folder under a regular file cannot be created, even by root (the tests run as root).
+  blocker = tmp_path / 'afile'
+  blocker.write_text('in the way')
+  with caplog.at_level(logging.WARNING), pytest.raises(UserError) as info:
+    FolderSource(str(art_folder), 16, cache_dir=str(blocker / 'cache'))
+  message = str(info.value)
+  assert '\n' not in message and str(blocker / 'cache') in message
+  assert 'Not a directory' in message and 'data.cache_dir' in message
+  assert not [r for r in caplog.records if 'Rebuilding' in r.getMessage()]
+  monkeypatch.setenv('JAXGEN_CACHE', str(blocker / 'cache'))
+  with pytest.raises(UserError, match=r'could not write the dataset cache .*\$JAXGEN_CACHE'):
+    create_source(tiny_config(**{'data.source': f'folder:{art_folder}'}).data)
+
+
+def test_use_labels_on_a_flat_folder_names_the_real_key(tmp_path):
+  root = tmp_path / 'flat'
+  root.mkdir()
+  Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(root / 'a.png')
+  with pytest.raises(UserError, match='data.use_labels=False') as info:
+    FolderSource(str(root), 16, use_labels=True, cache_dir=str(tmp_path / 'c'))
+  assert 'folder_labels' not in str(info.value)
+
+
+def test_images_far_smaller_than_the_resolution_warn(tmp_path, caplog):
+  root = tmp_path / 'tiny'
+  root.mkdir()
+  for i, size in enumerate([(6, 9), (7, 7), (30, 7), (8, 40)]):  # 3 of 4 under 16/2 = 8 px.
+    Image.fromarray(np.full(size[::-1] + (3,), 50 * i, np.uint8)).save(root / f'{i}.png')
+  for attempt in ('built', 'reused'):  # The cache's meta.json keeps what the warning needs.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+      FolderSource(str(root), 16, cache_dir=str(tmp_path / 'c'))
+    (warning,) = [r.getMessage() for r in caplog.records if 'upscaled' in r.getMessage()]
+    assert '3 of 4 images' in warning and 'smallest: 6 px' in warning, attempt
+    assert 'data.resolution' in warning
+  caplog.clear()
+  with caplog.at_level(logging.WARNING):
+    FolderSource(str(root), 13, cache_dir=str(tmp_path / 'c'))  # Only 6 px < 13/2: 1 of 4.
+  assert not [r for r in caplog.records if 'upscaled' in r.getMessage()]
+
+
+@pytest.mark.parametrize('resolution', [0, -16])
+def test_folder_resolution_below_one_is_refused_before_reading(art_folder, tmp_path, resolution):
+  cache = tmp_path / 'c'
+  with pytest.raises(UserError, match=f'data.resolution={resolution} ') as info:
+    FolderSource(str(art_folder), resolution, cache_dir=str(cache))
+  assert 'unreadable' not in str(info.value) and not cache.exists()
+  with pytest.raises(UserError, match='data.resolution'):
+    create_source(tiny_config(**{'data.source': f'folder:{art_folder}',
+                                 'data.resolution': resolution, 'data.cache_dir': str(cache)}).data)

@@ -54,7 +54,8 @@ class DCGAN:
     self.conditional = config.data.use_labels
     if self.conditional and not num_classes:
       raise UserError(f'data.use_labels=True but the dataset {config.data.source!r} has no '
-                      'labels: set data.use_labels=False (or data.folder_labels for folders)')
+                      'labels: set data.use_labels=False, or use a labelled dataset (folder '
+                      'sources take sub-folder names as classes)')
     self.num_classes = num_classes if self.conditional else 0
     dtype = jnp.dtype(m.dtype)
     self.z_dim = m.z_dim

@@ -1,0 +1,155 @@
+"""Every bad input to `python -m jaxgen.main`, in one table: one error line naming what was wrong,
+a non-zero exit, no traceback, and no file of the workdir changed (SHA-256 of every file before
+and after; a new workdir is not even created).
+
+A row is a `Case`: its overrides (`--config.KEY=VALUE`), extra arguments, the text its error line
+must hold (the key it names), and which workdir it runs on:
+  'trained'  a copy of the shared tiny DCGAN run (config.json, checkpoints 4 and 6, samples...)
+  'new'      a path that does not exist yet (and must not exist afterwards)
+  'file'     a path holding a regular file
+Families add their bad inputs here (one row each, in their own section).
+"""
+
+import dataclasses
+import hashlib
+import os
+import shutil
+import subprocess
+from typing import Callable, Optional
+
+import pytest
+
+from conftest import REPO, env_with_devices, main_command
+
+
+@dataclasses.dataclass
+class Case:
+  id: str
+  expect: str                                   # Text of the single error line (the key).
+  overrides: dict = dataclasses.field(default_factory=dict)
+  args: tuple = ()                              # Extra command-line arguments.
+  workdir: str = 'new'                          # 'new' | 'trained' | 'file'
+  config: str = 'configs/dcgan.py'              # May hold {tmp_path}: a file setup wrote.
+  exit_code: int = 2
+  setup: Optional[Callable] = None              # fn(tmp_path) -> overrides to add, before run.
+  env: dict = dataclasses.field(default_factory=dict)
+  lock_may_change: bool = False                 # Failed after taking the workdir lock.
+
+  def __str__(self):
+    return self.id
+
+
+CASES = [
+    # --- the training config (jaxgen/validation.py) -------------------------------------------
+    Case('batch-size-zero', 'train.batch_size=0', overrides={'train.batch_size': 0}),
+    Case('batch-size-negative-on-a-run', 'train.batch_size=-8',
+         overrides={'train.batch_size': -8}, workdir='trained'),
+    Case('num-steps-negative', 'train.num_steps=-5', overrides={'train.num_steps': -5}),
+    Case('log-every-zero', 'log.every_steps=0', overrides={'log.every_steps': 0}),
+    Case('eval-every-zero', 'eval.every_steps=0', overrides={'eval.every_steps': 0}),
+    Case('checkpoint-every-zero', 'checkpoint.every_steps=0',
+         overrides={'checkpoint.every_steps': 0}),
+    Case('keep-zero', 'checkpoint.keep=0', overrides={'checkpoint.keep': 0}, workdir='trained'),
+    Case('learning-rate-negative', 'optimizer.g_lr=-0.0002 is negative',
+         overrides={'optimizer.g_lr': -2e-4}),
+    Case('learning-rate-nan', 'optimizer.d_lr=nan is not a finite number',
+         overrides={'optimizer.d_lr': 'nan'}),
+    Case('adam-beta-one', 'optimizer.b2=1.0 is outside [0, 1)', overrides={'optimizer.b2': 1.0}),
+    Case('compute-dtype-unknown', "model.dtype='3'", overrides={'model.dtype': 3}),
+    Case('resolution-zero', 'data.resolution=0', overrides={'data.resolution': 0}),
+    Case('unknown-metric-on-a-run', "unknown metric 'fidd1k'",
+         overrides={'eval.metrics': "('swd', 'fidd1k')"}, workdir='trained'),
+    Case('stylegan-r1-interval-zero', 'objective.r1_interval=0',
+         overrides={'objective.r1_interval': 0}, config='configs/stylegan.py'),
+    Case('workdir-is-a-file', 'is a file, not a folder', workdir='file'),
+    Case('workdir-of-another-experiment', 'holds a different experiment (optimizer.g_lr',
+         overrides={'optimizer.g_lr': 1e-3}, workdir='trained'),
+    # The state cannot be restored into another model: refused after the lock is taken (which
+    # records its owner in .lock), with config.json and the checkpoints untouched.
+    Case('allow-config-change-to-another-model',
+         "checkpoint 6 in", overrides={'model.g_base_channels': 16},
+         args=('--allow_config_change',), workdir='trained', lock_may_change=True),
+    # --- config files and flags (jaxgen/cli.py) -----------------------------------------------
+    Case('config-file-missing', 'configs/nope.py: no such config file (configs/ holds dcgan.py',
+         config='configs/nope.py'),
+    # A config file in tmp_path: setup writes it (write_text's count `and {}`: no overrides).
+    Case('config-file-syntax-error', 'broken.py, line 3: SyntaxError: invalid syntax',
+         config='{tmp_path}/broken.py',
+         setup=lambda tmp: (tmp / 'broken.py').write_text(
+             'import ml_collections\n\ndef get_config(:\n  return None\n') and {}),
+    Case('config-file-raises', "raises.py, line 2: NameError: name 'helper' is not defined",
+         config='{tmp_path}/raises.py',
+         setup=lambda tmp: (tmp / 'raises.py').write_text(
+             'def get_config():\n  return helper()\n') and {}),
+    Case('config-unknown-preset',
+         "configs/dcgan.py: unknown preset 'bogus': use mnist, cifar10 or celeb_a",
+         config='configs/dcgan.py:bogus'),
+    Case('override-unknown-key', 'unknown config key train.bogus_key; train has batch_size',
+         overrides={'train.bogus_key': 1}),
+    Case('override-misspelled-group', 'unknown config key trian; Did you mean "train"',
+         overrides={'trian.num_steps': 3}),
+    Case('override-bad-value', "--config.train.num_steps=abc: invalid literal for int()",
+         overrides={'train.num_steps': 'abc'}),
+    # --- data sources (jaxgen/data) -----------------------------------------------------------
+    # A folder source here is tmp_path itself holding one empty 'a.png': each check fires before
+    # any image is decoded (the cache folder is made first). Nothing can be made under
+    # /dev/null, not even by root (the tests run as root).
+    Case('folder-cache-env-unwritable', 'JAXGEN_CACHE',
+         setup=lambda tmp: (tmp / 'a.png').touch() or {'data.source': f'folder:{tmp}'},
+         env={'JAXGEN_CACHE': os.path.join(os.devnull, 'jaxgen')}),
+    Case('folder-cache-dir-unwritable', 'data.cache_dir',
+         setup=lambda tmp: (tmp / 'a.png').touch() or {
+             'data.source': f'folder:{tmp}', 'data.cache_dir': os.path.join(os.devnull, 'c')}),
+    Case('folder-use-labels-flat', 'data.use_labels', overrides={'data.use_labels': True},
+         setup=lambda tmp: (tmp / 'a.png').touch() or {'data.source': f'folder:{tmp}'}),
+    Case('folder-resolution-0', 'data.resolution', overrides={'data.resolution': 0},
+         setup=lambda tmp: (tmp / 'a.png').touch() or {'data.source': f'folder:{tmp}'}),
+]
+
+
+def content_digest(root):
+  """{relative path: SHA-256} of every file under `root` (or of `root`, a file); None when `root`
+  does not exist."""
+  if not os.path.exists(root):
+    return None
+  if os.path.isfile(root):
+    with open(root, 'rb') as f:
+      return {'': hashlib.sha256(f.read()).hexdigest()}
+  out = {}
+  for dirpath, _, files in os.walk(root):
+    for name in files:
+      path = os.path.join(dirpath, name)
+      with open(path, 'rb') as f:
+        out[os.path.relpath(path, root)] = hashlib.sha256(f.read()).hexdigest()
+  return out
+
+
+def run_case(case, workdir, tmp_path):
+  overrides = dict(case.overrides)
+  if case.setup is not None:
+    overrides.update(case.setup(tmp_path) or {})
+  args = main_command(workdir, case.config.format(tmp_path=tmp_path), **overrides) + list(case.args)
+  return subprocess.run(args, cwd=REPO, capture_output=True, text=True,
+                        env=env_with_devices(1, **case.env), timeout=300)
+
+
+@pytest.mark.parametrize('case', CASES, ids=str)
+def test_bad_input_is_one_line_and_changes_nothing(case, dcgan_run, tmp_path):
+  workdir = str(tmp_path / 'work')
+  if case.workdir == 'trained':
+    shutil.copytree(dcgan_run, workdir)
+  elif case.workdir == 'file':
+    with open(workdir, 'w') as f:
+      f.write('a file, not a folder')
+  before = content_digest(workdir)
+  result = run_case(case, workdir, tmp_path)
+  assert result.returncode == case.exit_code, result.stderr[-3000:]
+  assert 'Traceback' not in result.stderr, result.stderr[-3000:]
+  errors = [l for l in result.stderr.splitlines() if l.startswith('jaxgen: error:')]
+  assert len(errors) == 1, result.stderr[-3000:]
+  assert case.expect in errors[0], errors[0]
+  after = content_digest(workdir)
+  if case.lock_may_change and after is not None:
+    before.pop('.lock', None)
+    after.pop('.lock', None)
+  assert after == before
