@@ -30,9 +30,14 @@ flags.mark_flags_as_required(['config', 'workdir'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  # Imported here so that flag errors are reported before JAX starts.
-  from jaxgen import parallel, train
+  from jaxgen import validation
   from jaxgen.errors import RunFailed, UserError
+  try:  # Before JAX is imported: a bad config value is reported in about a second.
+    validation.check_config(_CONFIG.value)
+  except UserError as e:
+    sys.exit(report_user_error(e))
+  # Imported here so that flag and config errors are reported before JAX starts.
+  from jaxgen import parallel, train
 
   setup_logging()
   try:

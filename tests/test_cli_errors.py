@@ -43,13 +43,6 @@ def test_batch_not_divisible_by_devices(trained_workdir):
   assert tree_digest(trained_workdir) == before
 
 
-def test_workdir_of_another_experiment_is_refused(trained_workdir):
-  before = tree_digest(trained_workdir)
-  line = _fails_cleanly(main_command(trained_workdir, **{'optimizer.g_lr': 0.001}))
-  assert 'holds a different experiment' in line and 'optimizer.g_lr' in line
-  assert tree_digest(trained_workdir) == before
-
-
 def test_empty_folder_dataset(tmp_path):
   (tmp_path / 'images').mkdir()
   line = _fails_cleanly(main_command(str(tmp_path / 'work'),
