@@ -5,8 +5,13 @@ Follow a batch: `data.batches` yields this process's uint8 rows of the global ba
 `train_step` (a pure function, jitted here with the shardings of `parallel`) returns the new
 train state and scalar metrics. Every `log.every_steps` the metrics reach TensorBoard and the
 progress bar; every `eval.every_steps` the EMA generator is scored and a checkpoint is written
-with the score; every `checkpoint.every_steps` a checkpoint is written; SIGTERM writes one and
-exits. The data position is the step, so a restart resumes exactly.
+with the score; every `checkpoint.every_steps` a checkpoint is written; SIGTERM or Ctrl-C writes
+one and exits. The data position is the step, so a restart resumes exactly.
+
+What protects the user's data (README, "Resuming and failures"): `prepare` checks everything
+before the workdir is touched; the workdir is locked for the run's life; every step's metrics and,
+before each save, the whole state are checked finite (`DivergenceCheck`); a failed checkpoint
+write stops the run (`checkpoint.Saver`); damaged checkpoints are set aside on restore.
 """
 
 import functools
@@ -27,8 +32,6 @@ from jaxgen.recipes.dcgan import DCGAN
 from jaxgen.recipes.stylegan2 import StyleGAN2
 
 RECIPES = {'dcgan': DCGAN, 'stylegan2': StyleGAN2}
-
-PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM, what a scheduler expects from a terminated job.
 
 log = logging.getLogger(__name__)
 
