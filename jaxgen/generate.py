@@ -111,16 +111,24 @@ def check_outdir(args, paths):
                     '--seeds, or pass --overwrite to replace them')
 
 
+# Flags that become keyword options of the recipe's `generate`: (flag, option, args field,
+# default). A recipe whose `sampling_options` lacks the option refuses its flag.
+OPTION_FLAGS = (('--trunc', 'truncation_psi', 'trunc', 1.0),
+                ('--trunc_cutoff', 'truncation_cutoff', 'trunc_cutoff', None),
+                ('--noise_mode', 'noise_mode', 'noise_mode', 'const'))
+
+
 def check_options(args, config, num_classes):
   """UserError for options the run's model does not take."""
-  stylegan = config.model.name == 'stylegan2'
-  if not stylegan:
-    given = [flag for flag, used in (('--trunc', args.trunc != 1.0),
-                                     ('--trunc_cutoff', args.trunc_cutoff is not None),
-                                     ('--noise_mode', args.noise_mode != 'const')) if used]
-    if given:
-      raise UserError(f'{", ".join(given)}: only StyleGAN2 runs take them, and this run is '
-                      f'{config.model.name!r}; leave them out')
+  from jaxgen.train import RECIPES  # pylint: disable=import-outside-toplevel
+  takes = RECIPES[config.model.name].sampling_options
+  given = [flag for flag, option, field, default in OPTION_FLAGS
+           if option not in takes and getattr(args, field) != default]
+  if given:
+    takers = sorted(n for n, r in RECIPES.items() if set(r.sampling_options) & {
+        option for flag, option, _, _ in OPTION_FLAGS if flag in given})
+    raise UserError(f'{", ".join(given)}: only {"/".join(takers)} runs take them, and this run '
+                    f'is {config.model.name!r}; leave them out')
   if config.data.use_labels:
     if args.class_index is None:
       raise UserError(f'this run is conditional on {num_classes} classes: choose one with '
@@ -141,16 +149,16 @@ def make_generator(restored, args, mesh):
   from jaxgen import parallel  # pylint: disable=import-outside-toplevel
 
   recipe, state = restored.recipe, restored.state
-  stylegan = restored.config.model.name == 'stylegan2'
+  options = {option: getattr(args, field) for _, option, field, _ in OPTION_FLAGS
+             if option in recipe.sampling_options}
 
   def one(seed, label):
     key = jax.random.PRNGKey(seed)
     z = recipe.latents(key, 1)
-    if stylegan:
-      return recipe.generate(state, z, label[None], truncation_psi=args.trunc,
-                             truncation_cutoff=args.trunc_cutoff, noise_mode=args.noise_mode,
-                             noise_key=jax.random.fold_in(key, 1))[0]
-    return recipe.generate(state, z, label[None])[0]
+    if 'noise_key' in recipe.sampling_options:  # Random noise inputs drawn from the seed too.
+      return recipe.generate(state, z, label[None], noise_key=jax.random.fold_in(key, 1),
+                             **options)[0]
+    return recipe.generate(state, z, label[None], **options)[0]
 
   sharding = parallel.batch_sharding(mesh)
   return jax.jit(jax.vmap(one), in_shardings=(sharding, sharding), out_shardings=sharding)

@@ -188,7 +188,7 @@ def test_generate_from_a_dcgan_run(dcgan_run, tmp_path):
   z = np.concatenate([restored.recipe.latents(jax.random.PRNGKey(s), 1) for s in range(3)])
   direct = summaries.to_uint8(restored.recipe.generate(restored.state, z, np.zeros(3, np.int32)))
   assert images.shape == (3, 16, 16, 3) and np.abs(images - direct).max() <= 1
-  with pytest.raises(UserError, match="--trunc: only StyleGAN2 runs take them, and this run is "
+  with pytest.raises(UserError, match="--trunc: only stylegan2 runs take them, and this run is "
                      "'dcgan'"):
     _generate(dcgan_run, tmp_path / 'x', '--seeds=0', '--trunc=0.5')
   # Exported (EMA parameters and BatchNorm statistics): the same images.
@@ -210,7 +210,7 @@ def test_options_a_model_does_not_take_are_refused():
   dcgan = config('dcgan', False)
   generate.check_options(args(), dcgan, 0)
   for flag in ('--trunc=0.7', '--trunc_cutoff=2', '--noise_mode=random'):
-    with pytest.raises(UserError, match=f'{flag.split("=")[0]}: only StyleGAN2 runs'):
+    with pytest.raises(UserError, match=f'{flag.split("=")[0]}: only stylegan2 runs'):
       generate.check_options(args(flag), dcgan, 0)
   conditional = config('stylegan2', True)
   generate.check_options(args('--class=9'), conditional, 10)

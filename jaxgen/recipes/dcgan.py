@@ -149,6 +149,8 @@ class DCGAN:
 
   # The parts of the train state that `generate` reads (what `jaxgen.export` writes).
   generator_fields = ('ema_params', 'g_batch_stats')
+  # Keyword options of `generate` beyond (state, z, labels): none.
+  sampling_options = ()
 
   def generate(self, state, z, labels):
     """EMA generator, BatchNorm with running statistics: z [N, z_dim] → [N, R, R, C] in [-1,1]."""

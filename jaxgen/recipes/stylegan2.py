@@ -315,6 +315,8 @@ class StyleGAN2:
 
   # The parts of the train state that `generate` reads (what `jaxgen.export` writes).
   generator_fields = ('ema_params', 'g_buffers')
+  # Keyword options of `generate` beyond (state, z, labels), for `jaxgen.generate`'s flags.
+  sampling_options = ('truncation_psi', 'truncation_cutoff', 'noise_mode', 'noise_key')
 
   def generate(self, state, z, labels, truncation_psi=1.0, truncation_cutoff=None,
                noise_mode='const', noise_key=None):
