@@ -111,6 +111,8 @@ class DivergenceCheck:
     """Queues step `step`'s device metrics and checks the previous ones (or these, `now`)."""
     if not now:
       self._pending, (step, metrics) = (step, metrics), (self._pending or (None, None))
+    elif self._pending is not None and self._pending[0] == step:
+      self._pending = None  # Checked here (a log step): no second read of the same step.
     if step is not None:
       host = jax.device_get(metrics)
       bad = first_non_finite_metric(host)
