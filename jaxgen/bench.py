@@ -12,6 +12,11 @@ pipeline, and reports after warm-up:
                           per image, and that rate over the accelerator's dense bf16 peak
                           (`--peak_tflops`; known for recent NVIDIA GPUs and TPUs).
 
+Then sampling: `--sample_batches` batches of `eval.batch_size` through the recipe's `generate`
+with the run's sampling settings (a diffusion config's sampler: 35 network evaluations per image
+for 18 Heun steps), as images/s, GFLOP per image and MFU (one network pass's FLOPs × the passes
+per image, `recipe.evaluations_per_sample`).
+
 No checkpoints, logs or evaluations. `--output=FILE` also writes the figures as JSON.
 
 `--profile=N` then traces N steps of each step variant and prints where the device time goes,
@@ -36,6 +41,8 @@ _WARMUP = flags.DEFINE_integer('warmup', 16, 'Untimed steps first (compilation, 
 _PEAK_TFLOPS = flags.DEFINE_float('peak_tflops', 0.0, 'Dense bf16 peak of one device, for MFU; '
                                   '0 = look it up from the device kind.')
 _OUTPUT = flags.DEFINE_string('output', None, 'Also write the figures to this JSON file.')
+_SAMPLE_BATCHES = flags.DEFINE_integer('sample_batches', 3, 'Timed sampling batches of '
+                                       'eval.batch_size after the training steps (0 = none).')
 _PROFILE = flags.DEFINE_integer('profile', 0, 'After timing, trace this many steps of every '
                                 'step variant and print where the time goes (0 = no trace).')
 _PROFILE_DIR = flags.DEFINE_string('profile_dir', '/tmp/jaxgen_bench_profile',
@@ -77,9 +84,9 @@ def _flops(compiled):
 
 
 def benchmark(config, steps=64, warmup=16, peak=None, profile_steps=0,
-              profile_dir='/tmp/jaxgen_bench_profile', profile_depth=4):
-  """Times `steps` training steps of `config` after `warmup` ones; returns a dict of figures
-  (with 'profile' when `profile_steps` > 0)."""
+              profile_dir='/tmp/jaxgen_bench_profile', profile_depth=4, sample_batches=3):
+  """Times `steps` training steps of `config` after `warmup` ones, then `sample_batches`
+  batches of sampling; returns a dict of figures (with 'profile' when `profile_steps` > 0)."""
   import jax
   import numpy as np
 
@@ -155,10 +162,60 @@ def benchmark(config, steps=64, warmup=16, peak=None, profile_steps=0,
       'mfu': None if not peak else round(achieved / (peak * 1e12), 4),
       'finite': finite,
   }
+  if sample_batches > 0:
+    figures.update(_sampling(recipe, state, config, mesh, sample_batches, peak))
   if profile_steps > 0:
     figures['profile'] = _profile(compiled, recipe, period, state, batches, mesh, profile_steps,
                                   profile_dir, profile_depth)
   return figures
+
+
+def _sampling(recipe, state, config, mesh, num_batches, peak):
+  """Sampling speed: `recipe.generate` (the run's sampling settings) on batches of
+  `eval.batch_size`, as evaluations and `jaxgen.generate` run it, after one untimed batch."""
+  import jax
+  import numpy as np
+
+  from jaxgen import parallel
+
+  devices = mesh.devices.size
+  n = -(-config.eval.batch_size // devices) * devices
+  sharding = parallel.batch_sharding(mesh)
+  labels = np.zeros((n,), np.int32)
+
+  def sample(state, key, labels):
+    z = recipe.latents(key, labels.shape[0])
+    if 'noise_key' in recipe.sampling_options:
+      return recipe.generate(state, z, labels, noise_key=jax.random.fold_in(key, 1))
+    return recipe.generate(state, z, labels)
+
+  fn = jax.jit(sample, in_shardings=(None, None, sharding), out_shardings=sharding)
+  start = time.time()
+  fn = fn.lower(state, np.asarray(jax.random.PRNGKey(0)), labels).compile()
+  compile_s = time.time() - start
+  # XLA counts a sampler loop's body once: FLOPs are one network pass's × the passes.
+  forward = jax.jit(recipe.network_forward, in_shardings=(None, sharding, sharding))
+  z = jax.eval_shape(lambda key: recipe.latents(key, n), jax.random.PRNGKey(0))
+  z = jax.ShapeDtypeStruct(z.shape, z.dtype, sharding=sharding)
+  forward_flops = _flops(forward.lower(state, z, labels).compile())
+  evaluations = recipe.evaluations_per_sample()
+  jax.block_until_ready(fn(state, np.asarray(jax.random.PRNGKey(1)), labels))
+  start = time.time()
+  for i in range(num_batches):
+    out = fn(state, np.asarray(jax.random.PRNGKey(2 + i)), labels)
+  jax.block_until_ready(out)
+  elapsed = time.time() - start
+  images_per_s = num_batches * n / elapsed
+  achieved = forward_flops * evaluations * num_batches / elapsed  # Per device.
+  return {
+      'sample_batch': n,
+      'sample_evaluations': evaluations,
+      'sample_compile_s': round(compile_s, 1),
+      'sample_images_per_s': round(images_per_s, 1),
+      'sample_gflop_per_image': round(forward_flops * devices * evaluations / n / 1e9, 3),
+      'sample_tflops_per_device': round(achieved / 1e12, 1),
+      'sample_mfu': None if not peak else round(achieved / (peak * 1e12), 4),
+  }
 
 
 def _profile(compiled, recipe, period, state, batches, mesh, num_steps, trace_dir, depth):
@@ -203,7 +260,8 @@ def main(argv):
   setup_logging()
   try:
     figures = benchmark(_CONFIG.value, _STEPS.value, _WARMUP.value, _PEAK_TFLOPS.value or None,
-                        _PROFILE.value, _PROFILE_DIR.value, _PROFILE_DEPTH.value)
+                        _PROFILE.value, _PROFILE_DIR.value, _PROFILE_DEPTH.value,
+                        _SAMPLE_BATCHES.value)
   except UserError as e:
     print(f'jaxgen: error: {e}', file=sys.stderr)
     sys.exit(2)

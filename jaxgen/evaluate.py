@@ -2,13 +2,15 @@
 
     python -m jaxgen.evaluate --workdir=/tmp/dcgan --metrics=fid50k,kid50k,is50k,pr50k3
     python -m jaxgen.evaluate --workdir=/tmp/dcgan --metrics=fid10k --best --output=fid.json
+    python -m jaxgen.evaluate --workdir=/tmp/diffusion --metrics=fid50k --steps=18
 
 Rebuilds the experiment from DIR/config.json, restores a checkpoint (the newest; `--step=N`;
 or `--best`, the best by the run's `checkpoint.best_metric`) and scores its EMA generator with
 the metrics of `jaxgen.evaluation` (`swd`, and the Inception metrics `fidNk`, `kidNk`, `isNk`,
 `prNkK`, `fidNk_full`: see `jaxgen/metrics/registry.py`) on the run's training data. Prints
 one `name: value` line per result (IS adds `_std`, precision/recall give `_precision` and
-`_recall`). Reads the workdir and never writes to it (except `--output`, if you point it
+`_recall`). Diffusion runs sample with their `config.sampling`; `--sampler`, `--steps`,
+`--guidance`, ... override it. Reads the workdir and never writes to it (except `--output`, if you point it
 there); real-data statistics are cached in `$JAXGEN_CACHE/fid_stats`.
 
 The FID Inception weights are found as in `jaxgen.metrics.inception_weights`: --weights, the
@@ -45,10 +47,32 @@ def parse_args(argv):
                       'eval.batch_size)')
   parser.add_argument('--output', default=None,
                       help='also write the results, the step and the workdir as JSON here')
+  sampling = parser.add_argument_group(
+      'diffusion sampling: override the run\'s config.sampling (as `jaxgen.generate`)')
+  for flag, field, kind in SAMPLING_OVERRIDES:
+    sampling.add_argument(flag, type=kind, default=None, help=f'config.sampling.{field}')
   args = parser.parse_args(argv)
   if args.batch_size is not None and args.batch_size < 1:
     parser.error('--batch_size must be positive')
   return args
+
+
+# Flags that override the run's config.sampling fields: (flag, field, type).
+SAMPLING_OVERRIDES = (('--sampler', 'sampler', str), ('--steps', 'num_steps', int),
+                      ('--guidance', 'guidance', float), ('--S_churn', 'S_churn', float),
+                      ('--S_min', 'S_min', float), ('--S_max', 'S_max', float),
+                      ('--S_noise', 'S_noise', float), ('--eta', 'eta', float))
+
+
+def apply_sampling_overrides(args, config):
+  """Sets config.sampling fields from the flags given; UserError for a run without them."""
+  given = [(flag, field) for flag, field, _ in SAMPLING_OVERRIDES
+           if getattr(args, flag[2:]) is not None]
+  if given and 'sampling' not in config:
+    raise UserError(f'{", ".join(f for f, _ in given)}: only runs with a sampler (diffusion) '
+                    f'take them, and this run is {config.model.name!r}; leave them out')
+  for flag, field in given:
+    config.sampling[field] = getattr(args, flag[2:])
 
 
 def parse_metrics(text):
@@ -77,6 +101,7 @@ def run(args, inception=None):
   from jaxgen import evaluation, parallel
 
   config.eval.metrics = tuple(names)
+  apply_sampling_overrides(args, config)
   if args.batch_size:
     config.eval.batch_size = args.batch_size
   if args.weights:

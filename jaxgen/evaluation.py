@@ -10,8 +10,21 @@ stream them into the FID Inception batch by batch, so `fid50k` never holds 50k i
 
 Real images for the Inception metrics are the first N of a fixed permutation of the training
 source (the whole source, in order, for `_full`); their features are cached per dataset,
-resolution, count and Inception weights (and precision) in `$JAXGEN_CACHE/fid_stats` (default
-~/.cache/jaxgen), so only the first evaluation of a run pays for them.
+resolution, count, Inception weights, precision and resize in `$JAXGEN_CACHE/fid_stats`
+(default ~/.cache/jaxgen), so only the first evaluation of a run pays for them.
+
+`eval.fid_resize` (optional, default 'torch') chooses how images reach the Inception's 299x299
+input, and so which published numbers the Inception metrics are comparable with:
+
+  'torch'  pytorch-fid's pipeline: PyTorch's bilinear resize with half-pixel centres
+           (`F.interpolate(align_corners=False)`) of [0, 1] values, then 2x - 1.
+  'tf'     the TensorFlow Inception graph's pipeline, behind the FIDs of TTUR, ADM,
+           StyleGAN2-ADA and EDM: TF 1.x `resize_bilinear` (align_corners=False, no
+           half-pixel centres: src = dst * in / out) of 0..255 values, then (x - 128) / 128.
+
+The two give different FIDs for the same images (most for small images, which are upsampled
+the most), so compare a number only with ones made the same way. Cached real statistics are
+kept apart (`-tfresize` in the file name for 'tf').
 
 The Inception weights are found by `inception_weights.load_params`: `eval.inception_weights`
 (optional; '' = default lookup), `$JAXGEN_INCEPTION_WEIGHTS`, the cache, or a download. With
@@ -32,6 +45,7 @@ from jax.experimental import multihost_utils
 from jaxgen import data, parallel, summaries
 from jaxgen.errors import UserError
 from jaxgen.metrics import fid as fid_lib
+from jaxgen.metrics import inception as inception_lib
 from jaxgen.metrics import inception_weights, registry
 from jaxgen.metrics.swd import SlicedWassersteinDistance
 
@@ -42,14 +56,31 @@ log = logging.getLogger(__name__)
 REAL_ORDER_SEED = 0
 
 
-def load_inception(config, mesh, allow_download=True):
-  """The FID Inception for `config.eval.inception_weights` ('' = the default lookup).
+def fid_resize(config):
+  """`config.eval.fid_resize`: 'torch' (the default, also when the key is absent) or 'tf'.
 
   Raises:
-    UserError: no weights (the message names the file, the folder and the convert command).
+    UserError: any other value.
   """
+  value = config.eval.get('fid_resize', 'torch')
+  if value not in inception_lib.RESIZES:
+    raise UserError(f"eval.fid_resize={value!r}: use 'torch' (pytorch-fid's resize) or 'tf' "
+                    '(TensorFlow 1.x resize, as the FIDs of ADM, StyleGAN2-ADA and EDM)')
+  return value
+
+
+def load_inception(config, mesh, allow_download=True):
+  """The FID Inception for `config.eval.inception_weights` ('' = the default lookup), with
+  the input pipeline of `config.eval.fid_resize`.
+
+  Raises:
+    UserError: no weights (the message names the file, the folder and the convert command),
+      or a bad `eval.fid_resize`.
+  """
+  resize = fid_resize(config)
   weights = config.eval.get('inception_weights', '') or None
-  return fid_lib.InceptionFeatures(weights=weights, mesh=mesh, allow_download=allow_download)
+  return fid_lib.InceptionFeatures(weights=weights, mesh=mesh, allow_download=allow_download,
+                                   resize=resize)
 
 
 def dataset_key(config, source):
@@ -69,10 +100,20 @@ class Evaluator:
     source: the training source; real images for the metrics.
     mesh: the device mesh; generation and Inception are split over its data axis.
     inception: a loaded `fid.InceptionFeatures` (or any `(images, pad_to) -> (pool,
-      logits)`); None: loaded here when an Inception metric is configured.
+      logits)`); None: loaded here when an Inception metric is configured. Its `resize`, if
+      it has one, must be `eval.fid_resize`.
+
+  Raises:
+    UserError: a bad `eval.fid_resize` or metric name, or an `inception` whose resize is not
+      the config's (checked before anything is generated, loaded or written).
   """
 
   def __init__(self, config, recipe, source, mesh, inception=None):
+    self.fid_resize = fid_resize(config)
+    given = getattr(inception, 'resize', self.fid_resize)
+    if given != self.fid_resize:
+      raise UserError(f'the FID Inception given resizes like {given!r}, but '
+                      f'eval.fid_resize={self.fid_resize!r}: load it with the same resize')
     self.recipe = recipe
     self.mesh = mesh
     self.source = source
@@ -123,8 +164,10 @@ class Evaluator:
 
   def _generate_batch(self, state, key, start, size):
     z = self.recipe.latents(key, size)
-    labels = (start + jnp.arange(size)) % max(self.num_classes, 1)
-    return self.recipe.generate(state, z, labels.astype(jnp.int32))
+    labels = ((start + jnp.arange(size)) % max(self.num_classes, 1)).astype(jnp.int32)
+    if 'noise_key' in self.recipe.sampling_options:  # E.g. a stochastic diffusion sampler.
+      return self.recipe.generate(state, z, labels, noise_key=jax.random.fold_in(key, 1))
+    return self.recipe.generate(state, z, labels)
 
   def generate_batches(self, state, count, key):
     """Yields ceil(count / batch_size) batches [batch_size, R, R, C] in [-1, 1], sharded."""

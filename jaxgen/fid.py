@@ -8,7 +8,9 @@ Each PATH is a folder of images (.bmp .jpg .jpeg .pgm .png .ppm .tif .tiff .webp
 directly in the folder as pytorch-fid does, or in all subfolders with --recursive, in sorted
 order) or an `.npz` with `mu` and `sigma` (pytorch-fid's statistics files work both ways).
 Images of any size are read as RGB and resized to 299x299 inside the network exactly as
-pytorch-fid does. The FID Inception weights are found as described in
+pytorch-fid does, or with --resize=tf exactly as TensorFlow 1.x does in the Inception graph
+behind the FIDs of TTUR, ADM, StyleGAN2-ADA and EDM (compare only numbers made the same way:
+statistics files do not record which). The FID Inception weights are found as described in
 `jaxgen.metrics.inception_weights` (--weights, $JAXGEN_INCEPTION_WEIGHTS, the cache, or a
 download). Prints `FID: <value>`.
 """
@@ -126,6 +128,11 @@ def parse_args(argv):
                       help='Inception compute precision (default fp32): fp32 matches '
                       'pytorch-fid\'s float32 results to rounding; tf32 is PyTorch\'s GPU default '
                       'for convolutions; bf16 is the fastest')
+  parser.add_argument('--resize', choices=('torch', 'tf'), default='torch',
+                      help='how images reach the 299x299 input (default torch): torch is '
+                      'pytorch-fid\'s (PyTorch bilinear, half-pixel centres, 2x-1); tf is the '
+                      'TensorFlow graph\'s, as ADM, StyleGAN2-ADA and EDM (TF 1.x '
+                      'resize_bilinear without half-pixel centres, (x-128)/128)')
   parser.add_argument('--recursive', action='store_true',
                       help='also take images in subfolders (pytorch-fid does not)')
   parser.add_argument('--no-download', action='store_true',
@@ -166,7 +173,7 @@ def run(args):
     fid.check_stats(*stats[0], *stats[1])
   if folders:
     net = fid.InceptionFeatures(weights=args.weights, precision=args.precision,
-                                allow_download=not args.no_download)
+                                allow_download=not args.no_download, resize=args.resize)
     for i in folders:
       stats[i] = folder_statistics(net, paths[i], args.batch_size, args.num_samples,
                                    args.recursive, args.workers)

@@ -3,6 +3,8 @@
     python -m jaxgen.generate --workdir=/tmp/stylegan --outdir=/tmp/out --seeds=0-63 --grid
     python -m jaxgen.generate --workdir=/tmp/stylegan --outdir=/tmp/out --seeds=7 --trunc=0.7
     python -m jaxgen.generate --workdir=RUN --outdir=OUT --seeds=0-9 --class=3 --best
+    python -m jaxgen.generate --workdir=/tmp/diffusion --outdir=OUT --seeds=0-63 --steps=18 \
+        --sampler=heun [--guidance=1.5 --class=3]
     python -m jaxgen.generate --network=G.npz --outdir=OUT --seeds=0-63   # jaxgen.export's file
 
 Rebuilds the experiment from DIR/config.json, restores a checkpoint (the newest; `--step=N`;
@@ -11,7 +13,9 @@ its EMA generator, OUT/seed0007.png, and with `--grid` all of them in one OUT/gr
 seed's latent z (and random noise) depends on the seed alone, so seed 7 is the same image
 whichever seeds go with it and whatever the batch size. StyleGAN2 runs also take the truncation
 trick (`--trunc=ψ`, `--trunc_cutoff`: ws ← w_avg + ψ (ws − w_avg), ψ < 1 trades variety for
-typicality) and the noise inputs' mode. Needs no training data, except a conditional model's
+typicality) and the noise inputs' mode. Diffusion runs take the sampler and its settings
+(`--sampler=heun --steps=18`, `--guidance=1.5` for a conditional run, EDM's `--S_churn` ...);
+by default the run's `config.sampling`. Needs no training data, except a conditional model's
 class count. Reads the workdir and never writes to it; existing files in OUT are kept unless
 `--overwrite`. `--network=FILE` samples from a generator exported by `python -m jaxgen.export`
 instead of a workdir.
@@ -75,6 +79,22 @@ def parse_args(argv):
   parser.add_argument('--noise_mode', choices=NOISE_MODES, default='const',
                       help='StyleGAN2 noise inputs: const (fixed at init, as in training '
                       'samples), random (drawn per seed), none; default const')
+  sampler = parser.add_argument_group('diffusion sampling (default: the run\'s config.sampling)')
+  sampler.add_argument('--sampler', default=None,
+                       help='heun (EDM, deterministic), euler, ddim or ddpm')
+  sampler.add_argument('--steps', type=int, default=None,
+                       help='sampler steps (heun: 2·steps − 1 network evaluations); EDM uses 18 '
+                       'at 32², 40 at 64²')
+  sampler.add_argument('--guidance', type=float, default=None,
+                       help='classifier-free guidance scale for a conditional run (1 = none)')
+  sampler.add_argument('--S_churn', type=float, default=None,
+                       help='EDM\'s stochastic sampler: noise added per step (0 = deterministic)')
+  sampler.add_argument('--S_min', type=float, default=None, help='churn only for σ ≥ S_min')
+  sampler.add_argument('--S_max', type=float, default=None, help='churn only for σ ≤ S_max')
+  sampler.add_argument('--S_noise', type=float, default=None,
+                       help='scale of the churn noise (EDM: 1.003 on ImageNet)')
+  sampler.add_argument('--eta', type=float, default=None,
+                       help='DDIM\'s η: 0 deterministic, 1 = DDPM\'s ancestral noise')
   parser.add_argument('--grid', action='store_true',
                       help='also write all images, in seed order, to OUTDIR/grid.png')
   parser.add_argument('--batch_size', type=int, default=32,
@@ -115,7 +135,15 @@ def check_outdir(args, paths):
 # default). A recipe whose `sampling_options` lacks the option refuses its flag.
 OPTION_FLAGS = (('--trunc', 'truncation_psi', 'trunc', 1.0),
                 ('--trunc_cutoff', 'truncation_cutoff', 'trunc_cutoff', None),
-                ('--noise_mode', 'noise_mode', 'noise_mode', 'const'))
+                ('--noise_mode', 'noise_mode', 'noise_mode', 'const'),
+                ('--sampler', 'sampler', 'sampler', None),
+                ('--steps', 'num_steps', 'steps', None),
+                ('--guidance', 'guidance', 'guidance', None),
+                ('--S_churn', 'S_churn', 'S_churn', None),
+                ('--S_min', 'S_min', 'S_min', None),
+                ('--S_max', 'S_max', 'S_max', None),
+                ('--S_noise', 'S_noise', 'S_noise', None),
+                ('--eta', 'eta', 'eta', None))
 
 
 def check_options(args, config, num_classes):
@@ -189,6 +217,9 @@ def run(args):
   devices = mesh.devices.size
   batch = -(-min(args.batch_size, len(seeds)) // devices) * devices
   label = 0 if args.class_index is None else args.class_index
+  # Tracing (not compiling) checks the recipe's sampling options before anything is written.
+  jax.eval_shape(generate, jax.ShapeDtypeStruct((batch,), np.uint32),
+                 jax.ShapeDtypeStruct((batch,), np.int32))
   os.makedirs(args.outdir, exist_ok=True)
   images = []
   for start in range(0, len(seeds), batch):

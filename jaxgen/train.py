@@ -29,9 +29,10 @@ from jaxgen import checkpoint, data, parallel, summaries, validation
 from jaxgen.evaluation import Evaluator
 from jaxgen.errors import RunFailed, UserError, check_local
 from jaxgen.recipes.dcgan import DCGAN
+from jaxgen.recipes.diffusion import Diffusion
 from jaxgen.recipes.stylegan2 import StyleGAN2
 
-RECIPES = {'dcgan': DCGAN, 'stylegan2': StyleGAN2}
+RECIPES = {'dcgan': DCGAN, 'stylegan2': StyleGAN2, 'diffusion': Diffusion}
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +257,7 @@ def train_and_evaluate(config, workdir, allow_config_change=False):
                         'perf/images_per_s': window_steps * batch_size / elapsed,
                         'progress/kimg': step * batch_size / 1000})
         writer.scalars(step, metrics)
-        postfix = {'d': f'{metrics["loss/d"]:.3f}', 'g': f'{metrics["loss/g"]:.3f}'}
+        postfix = {k.rsplit('/', 1)[-1]: f'{metrics[k]:.3f}' for k in recipe.progress_metrics}
         if 'augment/p' in metrics:
           postfix['p'] = f'{metrics["augment/p"]:.3f}'
         postfix['img/s'] = f'{metrics["perf/images_per_s"]:.0f}'

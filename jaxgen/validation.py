@@ -14,6 +14,8 @@ import numbers
 from jaxgen.errors import UserError
 
 COMPUTE_DTYPES = ('float32', 'bfloat16', 'float16')
+# Floats for which +inf means "no bound" (EDM's S_max default).
+MAY_BE_INFINITE = ('sampling.S_max',)
 
 # (key, smallest allowed value, what the value means): integers every recipe reads.
 _AT_LEAST = (
@@ -51,6 +53,8 @@ def _leaves(tree, prefix=''):
 def check_config(config):
   """Raises UserError for the first value of `config` that no recipe can run with."""
   for key, value in _leaves(config):
+    if key in MAY_BE_INFINITE and value == math.inf:
+      continue
     if isinstance(value, float) and not math.isfinite(value):
       raise UserError(f'{key}={value} is not a finite number: give a finite value')
   for key, minimum, meaning in _AT_LEAST:

@@ -66,9 +66,23 @@ STYLEGAN_TINY = {
 STYLEGAN_RUN = {'model.mbstd_num_splits': 4}
 
 
+# Overrides that make configs/diffusion.py tiny: 16×16, a 2-level U-Net of 8 channels (attention
+# at 8², dropout and EDM's augmentation on), batch 8, 6 steps, a 3-step Heun sampler.
+DIFFUSION_TINY = {
+    'data.resolution': 16, 'data.num_images': 256, 'data.num_threads': 1,
+    'model.model_channels': 8, 'model.channel_mult': '(1,2)', 'model.num_blocks': 1,
+    'model.attn_resolutions': '(8,)', 'model.dropout': 0.1, 'augment.p': 0.5,
+    'optimizer.lr_rampup_kimg': 0.016, 'train.ema_kimg': 0.02,
+    'train.batch_size': 8, 'train.num_steps': 6, 'sampling.num_steps': 3,
+    'eval.num_images': 64, 'eval.batch_size': 32, 'eval.every_steps': 3, 'eval.at_start': True,
+    'checkpoint.every_steps': 2, 'log.every_steps': 1, 'log.num_samples': 16,
+}
+TINY_BY_CONFIG = {'configs/stylegan.py': STYLEGAN_TINY, 'configs/diffusion.py': DIFFUSION_TINY}
+
+
 def main_command(workdir, config='configs/dcgan.py', **overrides):
   args = [sys.executable, '-m', 'jaxgen.main', f'--config={config}', f'--workdir={workdir}']
-  tiny = STYLEGAN_TINY if config.startswith('configs/stylegan.py') else TINY
+  tiny = TINY_BY_CONFIG.get(config.split(':')[0], TINY)
   for key, value in {**tiny, **overrides}.items():
     args.append(f'--config.{key}={value}')
   return args
@@ -176,6 +190,16 @@ def stylegan_run(tmp_path_factory):
   must not write into it."""
   workdir = str(tmp_path_factory.mktemp('stylegan'))
   run_main(workdir, config='configs/stylegan.py', **STYLEGAN_RUN)
+  return workdir
+
+
+@pytest.fixture(scope='session')
+def diffusion_run(tmp_path_factory):
+  """The tiny diffusion run (DIFFUSION_TINY, 6 steps, one device), trained once for every test
+  that reads it: checkpoints 4 and 6, sample grids at 0, 3, 6, TensorBoard events. Tests must not
+  write into it."""
+  workdir = str(tmp_path_factory.mktemp('diffusion'))
+  run_main(workdir, config='configs/diffusion.py')
   return workdir
 
 

@@ -10,18 +10,24 @@
 #   bench256  python -m jaxgen.bench for configs/stylegan.py:bench256: sec/kimg, images/s, peak
 #             memory, MFU, and a profile of where the GPU time goes (≤ 210 s)
 #   bench64   the same for :bench64 (≤ 150 s)
+#   diffusion python -m jaxgen.bench for configs/diffusion.py:bench (EDM's CIFAR-10 DDPM++,
+#             batch 512: training images/s, sampling images/s at 35 evaluations, MFU), then
+#             the official EDM code on the same GPU (tools/edm_reference_bench.py, fp32 as its
+#             CIFAR-10 recipe, and --fp16); needs the official source in .edm_src/ (carry it:
+#             git archive of github.com/NVlabs/edm, not in this repository) (≤ 200 s)
 #   fid       FID Inception throughput and GPU parity with pytorch-fid at default precisions
 #             (tools/gpu_metrics_check.py, ≤ 130 s)
 #   run64     a real 64×64 run on the embedded dataset, bf16 in the top 4 resolutions: SWD every
 #             250 steps, stops on any NaN/Inf; with the pytorch-fid parity tests
 #             (tests/test_inception.py) beside it on the CPU (the rest of the budget)
 #
-# $OUT receives at most 7 files: gpu_check.log (everything), bench256.json, bench64.json,
+# $OUT receives at most 10 files: gpu_check.log (everything), bench256.json, bench64.json,
+# bench_diffusion.json, edm_fp32.json, edm_fp16.json,
 # gpu_metrics_check.json, run64_swd.txt, run64_reals.png, run64_samples.png.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 budget=${1:-540}
-stages=${2:-bench256,bench64,fid,run64}
+stages=${2:-bench256,bench64,diffusion,fid,run64}
 start=$(date +%s)
 out=${OUT:-/tmp/gpu_check}
 export OUT=$out  # gpu_metrics_check.py writes its JSON there.
@@ -66,6 +72,19 @@ for preset in bench256 bench64; do
     --profile_dir=/tmp/profile_$preset --output="$out/$preset.json"
 done
 
+if want diffusion; then
+  stage diffusion 110 python3 -m jaxgen.bench --config=configs/diffusion.py:bench \
+    --steps=20 --warmup=5 --sample_batches=2 --output="$out/bench_diffusion.json"
+  if [ -d .edm_src ]; then
+    stage edm_fp32 60 env EDM_SRC=.edm_src python3 tools/edm_reference_bench.py \
+      --steps=20 --warmup=5 --sample_batches=2 --output="$out/edm_fp32.json"
+    stage edm_fp16 50 env EDM_SRC=.edm_src python3 tools/edm_reference_bench.py --fp16 \
+      --steps=20 --warmup=5 --sample_batches=1 --output="$out/edm_fp16.json"
+  else
+    say "edm reference: skipped, no .edm_src/ (the official source)"
+  fi
+fi
+
 if want fid; then
   # JAX and PyTorch share the GPU in one process: leave PyTorch room.
   XLA_PYTHON_CLIENT_MEM_FRACTION=0.6 stage fid 130 python3 tools/gpu_metrics_check.py \
@@ -102,6 +121,13 @@ for name in ('bench256', 'bench64'):
     print(name, {k: f.get(k) for k in ('device', 'sec_per_kimg', 'images_per_s', 'step_ms',
                                         'peak_memory_gib', 'mfu', 'compile_s', 'finite')})
     print(name, 'by phase', f.get('profile', {}).get('by_phase'))
+for name in ('bench_diffusion', 'edm_fp32', 'edm_fp16'):
+  path = os.path.join(sys.argv[1], f'{name}.json')
+  if os.path.exists(path):
+    f = json.load(open(path))
+    print(name, {k: f.get(k) for k in ('device', 'images_per_s', 'step_ms', 'mfu',
+                                        'sample_images_per_s', 'sample_mfu', 'peak_memory_gib',
+                                        'compile_s', 'finite', 'fp16')})
 path = os.path.join(sys.argv[1], 'gpu_metrics_check.json')
 if os.path.exists(path):
   m = json.load(open(path))

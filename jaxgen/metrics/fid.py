@@ -6,7 +6,9 @@ pool3 Inception features of two image sets:
     FID = |mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)).
 
 Everything here follows pytorch-fid so that numbers are comparable with published ones:
-features of the FID Inception (`inception.py`), mean and covariance (`np.cov`, ddof 1)
+features of the FID Inception (`inception.py`; with `resize='tf'` its input pipeline is
+TensorFlow's instead, as in the FIDs of ADM, StyleGAN2-ADA and EDM), mean and covariance
+(`np.cov`, ddof 1)
 accumulated in float64, the matrix square root by `scipy.linalg.sqrtm` with pytorch-fid's
 eps-offset retry and imaginary-part check, and `.npz` statistics files with keys `mu` and
 `sigma` that pytorch-fid reads and writes.
@@ -52,11 +54,13 @@ class InceptionFeatures:
   Inputs are [B, H, W, 3] (or grayscale [B, H, W, 1] / [B, H, W]), any H and W: uint8 in
   [0, 255], or floats in `value_range` (default [-1, 1], a generator's output). Floats are
   first quantised to uint8 (`quantize=True`), exactly as if the images had been saved as PNG
-  and read back, which is how reference FIDs are computed.
+  and read back, which is how reference FIDs are computed. They are then resized to 299x299
+  as pytorch-fid does (`resize='torch'`) or as the TensorFlow graph does (`resize='tf'`).
   """
 
   def __init__(self, params=None, *, weights=None, mesh=None, data_axis=DATA_AXIS,
-               precision='fp32', value_range=(-1.0, 1.0), quantize=True, allow_download=True):
+               precision='fp32', value_range=(-1.0, 1.0), quantize=True, allow_download=True,
+               resize='torch'):
     """Args:
 
       params: Inception parameters (nested dict); default: `inception_weights.load_params`.
@@ -69,8 +73,12 @@ class InceptionFeatures:
       value_range: range of float inputs.
       quantize: round float inputs to uint8 first.
       allow_download: whether `load_params` may download the weights.
+      resize: the input pipeline: 'torch' (pytorch-fid: PyTorch's half-pixel bilinear resize,
+        2x - 1) or 'tf' (TF 1.x legacy bilinear resize of 0..255, (x - 128) / 128: the
+        pipeline behind the FIDs of TTUR, ADM, StyleGAN2-ADA and EDM). See `inception.py`.
     """
     inception.get_precision(precision)  # validates the name
+    inception.check_resize(resize)
     if params is None:
       params = inception_weights.load_params(weights, allow_download=allow_download)
     self.mesh = mesh if mesh is not None else Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
@@ -78,6 +86,7 @@ class InceptionFeatures:
     axes = self.data_axis if isinstance(self.data_axis, tuple) else (self.data_axis,)
     self.num_shards = int(np.prod([self.mesh.shape[a] for a in axes]))
     self.precision = precision
+    self.resize = resize
     self.weights_id = weights_fingerprint(params)
     _check_same_on_every_process(self.weights_id)
     self.value_range = tuple(value_range)
@@ -89,7 +98,7 @@ class InceptionFeatures:
   def _apply(self, params, images):
     if self.quantize and images.dtype != jnp.uint8:
       images = inception.to_uint8(images, self.value_range)
-    return inception.apply(params, images, self.precision, self.value_range)
+    return inception.apply(params, images, self.precision, self.value_range, self.resize)
 
   def __call__(self, images, pad_to=None):
     """Features of one batch.
@@ -378,12 +387,14 @@ def load_stats(path):
 
 
 def real_stats_path(dataset, resolution, num_samples, cache=None, precision='fp32',
-                    weights_id=None):
+                    weights_id=None, resize='torch'):
   """Cache file of a dataset's Inception features.
 
-  `<cache>/fid_stats/<dataset>-<res>px-<n>[-<precision>][-w<weights_id>].npz`: the precision
-  is appended when not fp32 and the weights' fingerprint when given (statistics are only
-  comparable for one network at one precision).
+  `<cache>/fid_stats/<dataset>-<res>px-<n>[-<precision>][-tfresize][-w<weights_id>].npz`: the
+  precision is appended when not fp32, `-tfresize` for TensorFlow's input pipeline, and the
+  weights' fingerprint when given (statistics are only comparable for one network at one
+  precision on one input pipeline). pytorch-fid's pipeline adds nothing, so caches written
+  before `resize` existed stay valid.
 
   Args:
     dataset: a name identifying the data (and its split/preprocessing), e.g. 'cifar10-train'.
@@ -392,10 +403,14 @@ def real_stats_path(dataset, resolution, num_samples, cache=None, precision='fp3
     cache: cache root; default `inception_weights.cache_dir()`.
     precision: the Inception precision the statistics were computed at.
     weights_id: `InceptionFeatures.weights_id`, the fingerprint of the Inception weights.
+    resize: `InceptionFeatures.resize`, 'torch' or 'tf'.
   """
+  inception.check_resize(resize)
   safe = re.sub(r'[^A-Za-z0-9._-]+', '_', str(dataset))
   count = 'full' if num_samples is None else str(int(num_samples))
   suffix = '' if precision == 'fp32' else f'-{precision}'
+  if resize == 'tf':
+    suffix += '-tfresize'
   if weights_id:
     suffix += f'-w{weights_id}'
   root = pathlib.Path(cache) if cache else inception_weights.cache_dir()
@@ -417,7 +432,7 @@ def _read_cached(path, keep_pool):
 
 
 def cached_real_features(dataset, resolution, num_samples, compute, keep_pool=False,
-                         cache=None, precision='fp32', weights_id=None):
+                         cache=None, precision='fp32', weights_id=None, resize='torch'):
   """Real-data Inception statistics (and features), computed once per dataset/res/count.
 
   A missing, unreadable or inconsistent entry is (re)computed with `compute()` and written
@@ -430,11 +445,13 @@ def cached_real_features(dataset, resolution, num_samples, compute, keep_pool=Fa
     cache: cache root.
     precision: the Inception precision (part of the key).
     weights_id: fingerprint of the Inception weights (part of the key).
+    resize: the Inception's input pipeline, 'torch' or 'tf' (part of the key).
 
   Returns:
     `Features` (with `pool` when `keep_pool`).
   """
-  path = real_stats_path(dataset, resolution, num_samples, cache, precision, weights_id)
+  path = real_stats_path(dataset, resolution, num_samples, cache, precision, weights_id,
+                         resize)
   if path.is_file():
     try:
       cached = _read_cached(path, keep_pool)

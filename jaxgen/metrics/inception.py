@@ -14,9 +14,15 @@ Outputs: the 2048-d `pool3` features (global average of Mixed_7c) used by FID, K
 precision/recall, and the `fc` logits *without* the fc bias (as the Inception Score of the
 StyleGAN2-ADA metrics computes them).
 
-Inputs follow pytorch-fid's pipeline exactly: images scaled to [0, 1], resized to 299x299 by
-bilinear interpolation with PyTorch's `align_corners=False` convention and no antialiasing,
-then mapped to [-1, 1] by 2x - 1.
+Two input pipelines (`resize=`), reproduced exactly:
+
+  * 'torch' (default), pytorch-fid's: images scaled to [0, 1], resized to 299x299 by bilinear
+    interpolation with PyTorch's `align_corners=False` convention (half-pixel centres,
+    src = (dst + 0.5) * in / out - 0.5) and no antialiasing, then mapped to [-1, 1] by 2x - 1.
+  * 'tf', the TensorFlow graph's (TTUR, and the FIDs of ADM, StyleGAN2-ADA and EDM): values
+    0..255 resized by TF 1.x `ResizeBilinear` with align_corners=False and no half-pixel
+    centres (src = dst * in / out: the grid is anchored at the top-left corner and the image
+    shifts by up to half a source pixel), then mapped by (x - 128) / 128, so 255 -> 0.9921875.
 
 Parameters are one pytree, named after torchvision's modules so that the converter is a
 rename: `{'Mixed_5b': {'branch1x1': {'kernel', 'scale', 'bias', 'mean', 'var'}}, ...,
@@ -122,6 +128,70 @@ def resize_bilinear(images, height, width):
   return x[:, i0] * (1 - w1) + x[:, i1] * w1
 
 
+def _tf_legacy_taps(in_size, out_size):
+  """Source indices and weights of TF 1.x bilinear resize (align_corners=False, legacy).
+
+  TensorFlow's `ResizeBilinear` without half-pixel centres maps output pixel `d` to
+  `s = d * scale`, `scale = in / out`, both the quotient and the product rounded to float32,
+  and blends `lower = floor(s)` and `upper = min(ceil(s), in - 1)` with weight `s - floor(s)`
+  on `upper`. No clamping at 0 is needed (s >= 0); at the far edge `upper` clamps, which is
+  TensorFlow's only boundary rule. (Where `s` is an integer the weight is 0, so taking
+  `floor(s) + 1` for `upper`, as here, gives the same result.)
+
+  Returns:
+    (i0 [out] int32, i1 [out] int32, w1 [out] float32).
+  """
+  scale = np.float32(in_size) / np.float32(out_size)  # float32 division, as TF's float math
+  src = np.arange(out_size, dtype=np.float32) * scale
+  i0 = np.minimum(np.floor(src).astype(np.int32), in_size - 1)
+  i1 = np.minimum(i0 + 1, in_size - 1)
+  w1 = src - i0.astype(np.float32)
+  return i0, i1, w1
+
+
+def resize_bilinear_tf(images, height, width):
+  """Bilinear resize exactly as TF 1.x `tf.image.resize_bilinear(align_corners=False)`.
+
+  The legacy (pre `half_pixel_centers`) TensorFlow convention that the TF Inception graph of
+  the FID reference applies to its 0..255 input: output pixel (y, x) reads the source at
+  (y * H / height, x * W / width), i.e. the two grids share their top-left corner, not their
+  centre. TensorFlow evaluates each output as
+
+      top = tl + (tr - tl) * wx,   bottom = bl + (br - bl) * wx,   out = top + (bottom - top) * wy
+
+  in float32; separably, that is a width pass then a height pass with the same operations in
+  the same order, which is what this does (gathers, so no matmul precision can interfere).
+
+  Args:
+    images: [B, H, W, C] float (for the FID Inception: float32 values in [0, 255]).
+    height, width: output size.
+
+  Returns:
+    [B, height, width, C], same dtype.
+  """
+  _, h, w, _ = images.shape
+  if (h, w) == (height, width):
+    return images  # scale 1: s = d exactly, weight 0.
+  i0, i1, w1 = _tf_legacy_taps(w, width)
+  w1 = jnp.asarray(w1, images.dtype)[None, None, :, None]
+  left = images[:, :, i0, :]
+  x = left + (images[:, :, i1, :] - left) * w1
+  i0, i1, w1 = _tf_legacy_taps(h, height)
+  w1 = jnp.asarray(w1, images.dtype)[None, :, None, None]
+  top = x[:, i0]
+  return top + (x[:, i1] - top) * w1
+
+
+RESIZES = ('torch', 'tf')
+
+
+def check_resize(resize):
+  """Raises UserError unless `resize` is 'torch' or 'tf'."""
+  if resize not in RESIZES:
+    raise UserError(f"unknown FID resize {resize!r}: use 'torch' (pytorch-fid) or 'tf' "
+                    '(TensorFlow 1.x, as ADM, StyleGAN2-ADA and EDM)')
+
+
 def to_uint8(images, value_range=(-1.0, 1.0)):
   """Quantises float images to uint8 as writing them to PNG would (round half up, clip).
 
@@ -144,23 +214,35 @@ def check_image_shape(shape):
                   f'[B, H, W]); got shape {tuple(shape)}')
 
 
-def preprocess(images, value_range=(-1.0, 1.0)):
-  """Images of any size to the network's input, as pytorch-fid prepares them.
+def preprocess(images, value_range=(-1.0, 1.0), resize='torch'):
+  """Images of any size to the network's input, as pytorch-fid or TensorFlow prepares them.
 
   Args:
     images: [B, H, W, 3], [B, H, W, 1] or [B, H, W]. uint8 in [0, 255], or float in
       `value_range` (default [-1, 1]; pass (0, 1) for [0, 1] images). Grayscale is repeated
       to 3 channels.
     value_range: (low, high) of float inputs; ignored for uint8.
+    resize: 'torch' (pytorch-fid: [0, 1], PyTorch bilinear, 2x - 1) or 'tf' (the TF graph:
+      [0, 255], TF 1.x legacy bilinear, (x - 128) / 128); see the module docstring.
 
   Returns:
     [B, 299, 299, 3] float32 in [-1, 1].
   """
   check_image_shape(images.shape)
+  check_resize(resize)
   if images.ndim == 3:
     images = images[..., None]
   if images.shape[-1] == 1:
     images = jnp.repeat(images, 3, axis=-1)
+  if resize == 'tf':
+    # The graph casts the uint8 image to float32 and resizes the 0..255 values.
+    if images.dtype == jnp.uint8:
+      x = images.astype(jnp.float32)
+    else:
+      lo, hi = value_range
+      x = (images.astype(jnp.float32) - lo) * (255.0 / (hi - lo))
+    x = resize_bilinear_tf(x, INPUT_SIZE, INPUT_SIZE)
+    return (x - 128.0) / 128.0  # the graph's Sub 128, Mul 1/128 (exact in float32)
   if images.dtype == jnp.uint8:
     x = images.astype(jnp.float32) / 255.0  # torchvision ToTensor
   else:
@@ -427,7 +509,7 @@ def random_params(seed=0):
   return jax.jit(InceptionV3().init)(jax.random.key(seed), x)['params']
 
 
-def apply(params, images, precision='fp32', value_range=(-1.0, 1.0)):
+def apply(params, images, precision='fp32', value_range=(-1.0, 1.0), resize='torch'):
   """Preprocesses and runs the network (jit it, or use `fid.InceptionFeatures`).
 
   Args:
@@ -435,9 +517,10 @@ def apply(params, images, precision='fp32', value_range=(-1.0, 1.0)):
     images: see `preprocess`.
     precision: a key of PRECISIONS.
     value_range: range of float images.
+    resize: 'torch' (pytorch-fid's input pipeline) or 'tf' (TensorFlow's); see `preprocess`.
 
   Returns:
     pool3 [B, 2048] float32 and logits without bias [B, 1008] float32.
   """
-  x = preprocess(images, value_range)
+  x = preprocess(images, value_range, resize)
   return InceptionV3(precision).apply({'params': params}, x)

@@ -10,7 +10,8 @@ A name is `<kind><count>k[<k>][_full]`:
 
 `compute_metrics` generates the largest count needed once, extracts Inception features once,
 and evaluates every requested metric on prefixes of them. Real-data statistics come from the
-cache (`fid.cached_real_features`) when a dataset name is given.
+cache (`fid.cached_real_features`) when a dataset name is given, keyed by the network's
+precision, weights and input pipeline (`net.resize`: 'torch' or 'tf').
 """
 
 import dataclasses
@@ -87,7 +88,8 @@ def compute_metrics(names, net, fake_batches, real_batches=None, dataset=None,
 
   Args:
     names: metric names, e.g. ['fid10k', 'kid10k', 'is10k', 'pr10k3'].
-    net: an `fid.InceptionFeatures`.
+    net: an `fid.InceptionFeatures` (its `precision`, `weights_id` and `resize` key the
+      real-data cache; a stand-in without them counts as fp32, unfingerprinted, 'torch').
     fake_batches: fn(num_images) -> iterable of generated image batches [B, H, W, C]
       (floats in the net's value_range, or uint8) yielding at least num_images in total.
     real_batches: fn(max_images or None) -> iterable of real image batches, in a fixed order
@@ -129,7 +131,8 @@ def compute_metrics(names, net, fake_batches, real_batches=None, dataset=None,
       real_sets[spec.num_real] = fid_lib.cached_real_features(
           dataset, resolution, spec.num_real, compute, keep_pool=keep_pool, cache=cache,
           precision=getattr(net, 'precision', 'fp32'),
-          weights_id=getattr(net, 'weights_id', None))
+          weights_id=getattr(net, 'weights_id', None),
+          resize=getattr(net, 'resize', 'torch'))
 
   results = {}
   for spec in specs:

@@ -1,10 +1,40 @@
-"""Recipes: a model, its objective and its update steps, for the one training loop.
+"""Recipes: a model, its objective, its update step and its sampler, for the one training loop.
 
-What callers (train, evaluation, trained, generate, export, bench) use of a recipe, built as
-`Recipe(config, num_classes, mesh)`:
-  init_state(rng), step_variant(step), train_step(state, batch, variant)   training
-  latents(rng, n), generate(state, z, labels, **options), num_classes    sampling
-  generator_fields       the state fields `generate` reads (what `jaxgen.export` writes)
-  sampling_options       the keyword options `generate` takes (e.g. StyleGAN2's truncation_psi)
-  param_count(state)     parameter counts for the logs
+This is the one interface between a family and everything that runs it — the training loop
+(`jaxgen.train`), the evaluator (`jaxgen.evaluation`), checkpoints and exports
+(`jaxgen.trained`) and the CLIs (`generate`, `evaluate`, `export`, `bench`). Callers use nothing
+else and never ask which family a run is; a new family that does not fit changes this interface
+(and every recipe) here. A recipe is built as `Recipe(config, num_classes, mesh)`, which checks
+the config's family-specific settings (raising `jaxgen.errors.UserError`, before anything is
+written or compiled), and provides:
+
+Training
+  init_state(rng)                  the train state, a flax struct with `step` (int32) and `rng`
+  step_variant(step)               a hashable static variant of the update at `step` (e.g.
+                                   StyleGAN2's lazy regularisers); one compiled program each
+  train_step(state, batch, variant) → (state, metrics)   pure; batch {'image': uint8 [B,R,R,C],
+                                   'label': int32 [B]}; metrics are float scalars
+  progress_metrics                 the metric names the progress bar shows
+  param_count(state)               {network: parameter count} for the logs
+
+Sampling (a "sample" is one image; how many network passes it takes is the recipe's business)
+  latents(rng, n)                  the random input of n samples (GAN z; diffusion noise)
+  generate(state, z, labels, **options) → images [N, R, R, C] in ≈ [−1, 1]
+                                   pure and jit-able; labels int32 [N] (ignored when
+                                   unconditional); deterministic given z and options
+  sampling_options                 the keyword options `generate` takes, e.g. StyleGAN2's
+                                   truncation_psi, diffusion's sampler/num_steps/guidance;
+                                   `noise_key` among them means `generate` takes a PRNG key for
+                                   its own randomness (callers pass fold_in(seed key, 1)).
+                                   An option given as None means the run's config value. Bad
+                                   option values raise UserError while tracing (before compiling)
+  num_classes                      0 for an unconditional model
+  generator_fields                 the state fields `generate` reads (what `jaxgen.export` writes
+                                   and `--network` files hold)
+
+Benchmarks
+  evaluations_per_sample(**options)  network passes per sample (GANs 1; a diffusion sampler's
+                                   NFE, doubled under classifier-free guidance)
+  network_forward(state, z, labels)  one such pass, for FLOP counts (XLA counts a loop's body
+                                   once, so a sampler's FLOPs are this × the evaluations)
 """

@@ -147,6 +147,8 @@ class DCGAN:
     }
     return new_state, metrics
 
+  # The metrics of `train_step` the progress bar shows.
+  progress_metrics = ('loss/d', 'loss/g')
   # The parts of the train state that `generate` reads (what `jaxgen.export` writes).
   generator_fields = ('ema_params', 'g_batch_stats')
   # Keyword options of `generate` beyond (state, z, labels): none.
@@ -156,6 +158,15 @@ class DCGAN:
     """EMA generator, BatchNorm with running statistics: z [N, z_dim] → [N, R, R, C] in [-1,1]."""
     variables = {'params': state.ema_params, 'batch_stats': state.g_batch_stats}
     return self.generator.apply(variables, z, labels, train=False)
+
+  def evaluations_per_sample(self, **options):
+    """Network evaluations per generated image: one generator pass."""
+    del options
+    return 1
+
+  def network_forward(self, state, z, labels):
+    """One evaluation of the network that samples (for benchmarks' FLOP counts)."""
+    return self.generate(state, z, labels)
 
   def param_count(self, state):
     count = lambda t: sum(math.prod(x.shape) for x in jax.tree.leaves(t))

@@ -313,6 +313,8 @@ class StyleGAN2:
 
   # ----------------------------------------------------------------------------------------------
 
+  # The metrics of `train_step` the progress bar shows.
+  progress_metrics = ('loss/d', 'loss/g')
   # The parts of the train state that `generate` reads (what `jaxgen.export` writes).
   generator_fields = ('ema_params', 'g_buffers')
   # Keyword options of `generate` beyond (state, z, labels), for `jaxgen.generate`'s flags.
@@ -332,6 +334,15 @@ class StyleGAN2:
                                 truncation_psi=truncation_psi,
                                 truncation_cutoff=truncation_cutoff, noise_mode=noise_mode,
                                 rngs=rngs)
+
+  def evaluations_per_sample(self, **options):
+    """Network evaluations per generated image: one generator pass."""
+    del options
+    return 1
+
+  def network_forward(self, state, z, labels):
+    """One evaluation of the network that samples (for benchmarks' FLOP counts)."""
+    return self.generate(state, z, labels)
 
   def param_count(self, state):
     count = lambda t: sum(math.prod(x.shape) for x in jax.tree.leaves(t))

@@ -1,0 +1,281 @@
+"""Diffusion recipe (EDM, Karras et al. 2022): train state, the jitted update, sampling.
+
+One training step is EDM's `training/training_loop.py` iteration on one minibatch:
+
+  1. images → [-1, 1]; with `augment.p` > 0 EDM's non-leaking augmentation, whose labels the
+     network sees (jaxgen/augment/edm.py);
+  2. the loss of `objective.name` (jaxgen/objectives/diffusion.py): a noise level σ per image,
+     n ~ N(0, σ²), loss λ(σ)·‖D(y + n; σ) − y‖², summed over pixels and averaged over images;
+  3. NaN/Inf gradient entries replaced (0, ±1e5) as the official loop does, then Adam with the
+     learning rate ramped linearly over `optimizer.lr_rampup_kimg`;
+  4. the EMA of the weights, half-life `train.ema_kimg` with ramp-up `train.ema_rampup`.
+
+Sampling (`generate`) runs a sampler of jaxgen/samplers/diffusion.py on the EMA denoiser, one
+compiled program per setting: latents z ~ N(0, I) of the image's shape, scaled by σ_max inside.
+Classifier-free guidance (conditional runs): D = D(x; σ) + w·(D(x; σ, c) − D(x; σ)), both
+branches in one batched call; w = 1 is the plain conditional denoiser.
+"""
+
+import dataclasses
+import math
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxgen.augment import edm as edm_augment
+from jaxgen.errors import UserError
+from jaxgen.models import precond as precond_lib
+from jaxgen.models import songunet
+from jaxgen.objectives import diffusion as objective
+from jaxgen.objectives import stylegan2 as gan_objective
+from jaxgen.samplers import diffusion as samplers
+
+PRECONDS = ('edm', 'vp', 've')
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array            # int32 [], completed updates
+  rng: jax.Array             # uint32 [2], base key; step keys are fold_in(rng, step)
+  params: Any                # the denoiser's weights (float32 masters)
+  buffers: Any               # untrained constants (NCSN++'s Fourier frequencies; else empty)
+  opt_state: Any
+  ema_params: Any            # EMA of params: samples, metrics and export use these
+
+
+# Sampler settings in config.sampling; `generate` takes each as a keyword option.
+SAMPLING_FIELDS = ('sampler', 'num_steps', 'sigma_min', 'sigma_max', 'rho', 'S_churn', 'S_min',
+                   'S_max', 'S_noise', 'eta', 'guidance')
+
+
+class Diffusion:
+  """Builds the denoiser, its loss, optimiser and samplers from a config
+  (configs/diffusion.py)."""
+
+  def __init__(self, config, num_classes, mesh=None):
+    m, obj = config.model, config.objective
+    res = config.data.resolution
+    if m.precond not in PRECONDS:
+      raise UserError(f'model.precond={m.precond!r} is not a preconditioning: choose one of '
+                      f'{", ".join(PRECONDS)}')
+    if obj.name not in objective.LOSSES:
+      raise UserError(f'objective.name={obj.name!r} is not a diffusion loss: choose one of '
+                      f'{", ".join(sorted(objective.LOSSES))}')
+    try:
+      songunet.check_architecture(res, tuple(m.channel_mult), tuple(m.attn_resolutions),
+                                  m.embedding_type, m.encoder_type, m.decoder_type)
+    except UserError as e:  # Name the config keys.
+      raise UserError(f'data.resolution={res}, model.channel_mult={tuple(m.channel_mult)}, '
+                      f'model.attn_resolutions={tuple(m.attn_resolutions)}: {e}') from None
+    self.conditional = config.data.use_labels
+    if self.conditional and not num_classes:
+      raise UserError(f'data.use_labels=True but the dataset {config.data.source!r} has no '
+                      'labels: set data.use_labels=False, or use a labelled dataset (folder '
+                      'sources take sub-folder names as classes)')
+    self.num_classes = num_classes if self.conditional else 0
+    if not 0 <= m.dropout < 1 or not 0 <= m.label_dropout < 1:
+      raise UserError(f'model.dropout={m.dropout} and model.label_dropout={m.label_dropout} '
+                      'must be in [0, 1)')
+    if not 0 <= config.augment.p <= 1:
+      raise UserError(f'augment.p={config.augment.p} is a probability: give a value in [0, 1]')
+    if config.optimizer.lr_rampup_kimg < 0:
+      raise UserError(f'optimizer.lr_rampup_kimg={config.optimizer.lr_rampup_kimg} is '
+                      'negative: the warm-up length in kimg (0 = none)')
+    self.image_shape = (res, res, config.data.channels)
+    self.augment_p = float(config.augment.p)
+    # EDM's CIFAR-10 pipeline (x-flips always, y-flips, scaling, rotation, anisotropy,
+    # translation), each transform with probability p; its 9 labels condition the network.
+    self.augment_pipe = dataclasses.replace(edm_augment.CIFAR10_PIPE, p=self.augment_p)
+    self.augment_dim = self.augment_pipe.label_dim if self.augment_p > 0 else 0
+    self.net = precond_lib.Precond(
+        kind=m.precond, sigma_data=m.sigma_data, label_dim=self.num_classes,
+        beta_d=obj.vp_beta_d, beta_min=obj.vp_beta_min, epsilon_t=obj.vp_epsilon_t,
+        model=songunet.SongUNet(
+            img_resolution=res, in_channels=config.data.channels,
+            out_channels=config.data.channels, label_dim=self.num_classes,
+            augment_dim=self.augment_dim,
+            model_channels=m.model_channels, channel_mult=tuple(m.channel_mult),
+            channel_mult_emb=m.channel_mult_emb, num_blocks=m.num_blocks,
+            attn_resolutions=tuple(m.attn_resolutions), dropout=m.dropout,
+            label_dropout=m.label_dropout, embedding_type=m.embedding_type,
+            channel_mult_noise=m.channel_mult_noise, encoder_type=m.encoder_type,
+            decoder_type=m.decoder_type, resample_filter=tuple(m.resample_filter),
+            dtype=jnp.dtype(m.dtype)))
+    self.loss = objective.make_loss(obj.name, **{
+        'edm': dict(P_mean=obj.P_mean, P_std=obj.P_std, sigma_data=m.sigma_data),
+        'vp': dict(beta_d=obj.vp_beta_d, beta_min=obj.vp_beta_min, epsilon_t=obj.vp_epsilon_t),
+        've': dict(sigma_min=obj.ve_sigma_min, sigma_max=obj.ve_sigma_max)}[obj.name])
+    o = config.optimizer
+    batch = config.train.batch_size
+    rampup_images = o.lr_rampup_kimg * 1000
+
+    def learning_rate(count):  # count: updates so far; EDM ramps on the images shown so far.
+      return o.lr * jnp.minimum(count * batch / max(rampup_images, 1e-8), 1.0)
+
+    self.tx = optax.adam(learning_rate, o.b1, o.b2, eps=o.eps)
+    self.learning_rate = learning_rate
+    self.batch_size = batch
+    self.ema_kimg = config.train.ema_kimg
+    self.ema_rampup = config.train.ema_rampup or None
+    self.sampling = {k: config.sampling[k] for k in SAMPLING_FIELDS}
+    self.check_sampling(prefix='sampling.')
+    del mesh  # Nothing here is created outside the inputs' shardings.
+
+  # ----------------------------------------------------------------------------------------------
+
+  def check_sampling(self, prefix='', **options):
+    """The sampler settings: config.sampling with `options` (None = the config's) over it, σ
+    range 0 = the sampler's own. UserError for settings this run cannot use (before anything
+    is compiled); `prefix` goes before the names in messages."""
+    s = {**self.sampling, **{k: v for k, v in options.items() if v is not None}}
+    for bound in ('sigma_min', 'sigma_max'):
+      s[bound] = s[bound] or None  # 0: the sampler's default range.
+    samplers.check_settings(s['sampler'], s['num_steps'], sigma_min=s['sigma_min'],
+                            sigma_max=s['sigma_max'], rho=s['rho'], S_churn=s['S_churn'],
+                            S_min=s['S_min'], S_max=s['S_max'], S_noise=s['S_noise'],
+                            eta=s['eta'], prefix=prefix)
+    if not math.isfinite(s['guidance']) or s['guidance'] < 0:
+      raise UserError(f'{prefix}guidance={s["guidance"]} must be a finite number >= 0 (1 = '
+                      'none)')
+    if s['guidance'] != 1 and not self.num_classes:
+      raise UserError(f'{prefix}guidance={s["guidance"]}: classifier-free guidance needs a '
+                      'conditional '
+                      'run (data.use_labels=True, trained with model.label_dropout > 0); this '
+                      'one is unconditional, leave it at 1')
+    return s
+
+  def step_variant(self, step):
+    """One update program for every step."""
+    del step
+    return ()
+
+  def init_state(self, rng):
+    key = jax.random.fold_in(rng, 1 << 30)
+    n = 2
+    x = jnp.zeros((n,) + self.image_shape)
+    sigma = jnp.ones((n,))
+    labels = jnp.zeros((n, self.num_classes)) if self.num_classes else None
+    augment_labels = jnp.zeros((n, self.augment_dim)) if self.augment_dim else None
+    variables = self.net.init(key, x, sigma, labels, augment_labels)
+    params = variables['params']
+    return TrainState(step=jnp.zeros((), jnp.int32), rng=rng, params=params,
+                      buffers=variables.get(songunet.BUFFERS, {}),
+                      opt_state=self.tx.init(params), ema_params=params)
+
+  def latents(self, rng, n):
+    """Unit Gaussian noise of the image's shape; the sampler scales it by σ_max."""
+    return jax.random.normal(rng, (n,) + self.image_shape)
+
+  def _one_hot(self, labels):
+    return jax.nn.one_hot(labels, self.num_classes) if self.num_classes else None
+
+  def denoise(self, params, buffers, x, sigma, labels=None, augment_labels=None, train=False,
+              rng=None):
+    """D(x; σ) [N, R, R, C] float32; labels one-hot [N, K] or None (zeros: unconditional)."""
+    rngs = {'dropout': rng} if train else None
+    return self.net.apply({'params': params, songunet.BUFFERS: buffers}, x, sigma, labels,
+                          augment_labels, train=train, rngs=rngs)
+
+  def train_step(self, state, batch, variant=()):
+    """One Adam update on the loss and the EMA. batch: {'image': uint8 [B,R,R,C], 'label'}."""
+    del variant
+    loss_key, dropout_key = jax.random.split(jax.random.fold_in(state.rng, state.step))
+    images = batch['image'].astype(jnp.float32) / 127.5 - 1.0
+    labels = self._one_hot(batch['label'])
+    augment = self.augment_pipe if self.augment_p > 0 else None
+
+    def loss_fn(params):
+      def denoise(x, sigma, labels, augment_labels):
+        return self.denoise(params, state.buffers, x, sigma.reshape(-1), labels,
+                            augment_labels, train=True, rng=dropout_key)
+
+      per_element = self.loss(denoise, images, labels, loss_key, augment=augment)
+      return objective.reduce_loss(per_element), jnp.mean(per_element)
+
+    with jax.named_scope('loss'):
+      (_, mean_loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    # As the official loop: a NaN/Inf gradient entry does not poison the weights.
+    grads = jax.tree.map(lambda g: jnp.nan_to_num(g, nan=0.0, posinf=1e5, neginf=-1e5), grads)
+    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    shown = state.step.astype(jnp.float32) * self.batch_size  # Images before this step.
+    beta = gan_objective.ema_beta(self.batch_size, self.ema_kimg, self.ema_rampup, shown)
+    with jax.named_scope('EMA'):
+      ema_params = gan_objective.ema_update(state.ema_params, params, beta)
+    new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                              ema_params=ema_params)
+    metrics = {'loss/denoise': mean_loss, 'grad_norm': optax.global_norm(grads),
+               'lr': self.learning_rate(state.step), 'ema/beta': beta}
+    return new_state, metrics
+
+  # ----------------------------------------------------------------------------------------------
+
+  # The metrics of `train_step` the progress bar shows.
+  progress_metrics = ('loss/denoise',)
+  # The parts of the train state that `generate` reads (what `jaxgen.export` writes).
+  generator_fields = ('ema_params', 'buffers')
+  # Keyword options of `generate` beyond (state, z, labels): config.sampling's fields (None =
+  # the config's value) and the key of stochastic samplers.
+  sampling_options = SAMPLING_FIELDS + ('noise_key',)
+
+  def sigma_range(self, sampler, sigma_min=None, sigma_max=None):
+    """The sampler's σ range (None: its default) clamped to the preconditioning's, as EDM's
+    generate.py does."""
+    default_min, default_max = samplers.default_sigma_range(sampler)
+    lo, hi = self.net.sigma_range()
+    return (max(default_min if sigma_min is None else sigma_min, lo),
+            min(default_max if sigma_max is None else sigma_max, hi))
+
+  def guided_denoiser(self, state, labels, guidance):
+    """fn(x, σ) → D of the EMA weights for the sampler: conditional on `labels` (one-hot or
+    None); with a `guidance` scale (not None), classifier-free guidance in one call of twice
+    the batch."""
+    params, buffers = state.ema_params, state.buffers
+    if guidance is None:
+      return lambda x, sigma: self.denoise(params, buffers, x, jnp.full((x.shape[0],), sigma),
+                                           labels)
+
+    def guided(x, sigma):
+      both = jnp.concatenate([labels, jnp.zeros_like(labels)])
+      d = self.denoise(params, buffers, jnp.concatenate([x, x]),
+                       jnp.full((2 * x.shape[0],), sigma), both)
+      d_cond, d_uncond = jnp.split(d, 2)
+      return d_uncond + guidance * (d_cond - d_uncond)
+
+    return guided
+
+  def generate(self, state, z, labels, noise_key=None, **options):
+    """EMA denoiser + sampler: z [N, R, R, C] ~ N(0, I), labels int [N] → images in ≈ [−1, 1].
+
+    options: config.sampling's fields (sampler, num_steps, guidance, S_churn, ...); None or
+    missing = the config's value. `noise_key` drives stochastic samplers (default: from z)."""
+    s = self.check_sampling(**options)
+    sigma_min, sigma_max = self.sigma_range(s['sampler'], s['sigma_min'], s['sigma_max'])
+    if noise_key is None:  # Deterministic in z alone: a key from z's first value's bits.
+      noise_key = jax.random.PRNGKey(jax.lax.bitcast_convert_type(z.reshape(-1)[0], jnp.int32))
+    one_hot = self._one_hot(labels)
+    guidance = s['guidance'] if (one_hot is not None and s['guidance'] != 1) else None
+    denoise = self.guided_denoiser(state, one_hot, guidance)
+    return samplers.sample(denoise, z, noise_key, sampler=s['sampler'],
+                           num_steps=s['num_steps'], sigma_min=sigma_min, sigma_max=sigma_max,
+                           rho=s['rho'], S_churn=s['S_churn'], S_min=s['S_min'],
+                           S_max=s['S_max'], S_noise=s['S_noise'], eta=s['eta'])
+
+  def evaluations_per_sample(self, **options):
+    """Network evaluations per generated image (for benchmarks): the sampler's, doubled under
+    guidance (two branches)."""
+    s = self.check_sampling(**options)
+    guided = self.num_classes and s['guidance'] != 1
+    return samplers.num_evaluations(s['sampler'], s['num_steps']) * (2 if guided else 1)
+
+  def network_forward(self, state, z, labels):
+    """One evaluation of the EMA denoiser at σ = 1 (for benchmarks' FLOP counts)."""
+    return self.denoise(state.ema_params, state.buffers, z, jnp.ones((z.shape[0],)),
+                        self._one_hot(labels))
+
+  def param_count(self, state):
+    count = lambda t: sum(math.prod(x.shape) for x in jax.tree.leaves(t))
+    return {'denoiser': count(state.params)}

@@ -1,0 +1,1 @@
+"""Samplers that turn a trained model into images (the diffusion samplers: `diffusion.py`)."""

@@ -1,0 +1,251 @@
+"""The diffusion recipe (EDM) on the one loop: presets, the update step, guidance, the shared tiny
+run, generate/export/evaluate/bench on it, resuming after kill -9, and 1 vs 4 devices."""
+
+import glob
+import json
+import math
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import (DIFFUSION_TINY, REPO, env_with_devices, kill_after_checkpoint,
+                      read_scalars, run_main, with_overrides)
+import diffusion as diffusion_config
+from jaxgen.errors import UserError
+from jaxgen.recipes.diffusion import Diffusion
+
+
+def tiny_config(**overrides):
+  values = {k: (eval(v) if isinstance(v, str) and v.startswith('(') else v)  # pylint: disable=eval-used
+            for k, v in DIFFUSION_TINY.items()}
+  return with_overrides(diffusion_config.get_config(), {**values, **overrides})
+
+
+def param_count(config, num_classes=0):
+  recipe = Diffusion(config, num_classes)
+  state = jax.eval_shape(recipe.init_state, jax.random.PRNGKey(0))
+  return recipe.param_count(state)['denoiser']
+
+
+# EDM's networks, everything included (EDMPrecond around SongUNet), as the official code counts
+# them (tests/data/README_edm_songunet.md): without augmentation labels, and with the 9 that the
+# official recipes feed the network when augmentation is on (a projection of 9 onto the noise
+# embedding's 128 · channel_mult_noise channels more: 55,733,891 / 55,735,299 / 56,397,827 /
+# 61,805,571 officially).
+@pytest.mark.parametrize('preset,use_labels,expected', [
+    ('cifar10', False, 55_732_739),
+    ('cifar10', True, 55_734_147),
+    ('ncsnpp', False, 56_395_523),
+    ('ffhq64', False, 61_804_419),
+])
+def test_presets_have_the_official_parameter_counts(preset, use_labels, expected):
+  config = diffusion_config.get_config(preset)
+  config.data.use_labels = use_labels
+  assert config.augment.p > 0  # The presets train as the paper, with augmentation.
+  noise_channels = config.model.model_channels * config.model.channel_mult_noise
+  assert param_count(config, 10 if use_labels else 0) == expected + 9 * noise_channels
+  config.augment.p = 0.0
+  assert param_count(config, 10 if use_labels else 0) == expected
+
+
+def test_presets_hold_the_official_hyperparameters():
+  c = diffusion_config.get_config('cifar10')
+  assert (c.train.batch_size, c.optimizer.lr, c.optimizer.lr_rampup_kimg) == (512, 1e-3, 10_000)
+  assert (c.model.dropout, c.augment.p, c.train.ema_kimg, c.train.ema_rampup) == (
+      0.13, 0.12, 500, 0.05)
+  assert c.train.num_steps * c.train.batch_size == pytest.approx(200e6, rel=1e-3)
+  assert (c.optimizer.b1, c.optimizer.b2, c.optimizer.eps) == (0.9, 0.999, 1e-8)
+  assert (c.sampling.sampler, c.sampling.num_steps, c.sampling.rho) == ('heun', 18, 7)
+  assert Diffusion(c, 0).sigma_range(c.sampling.sampler) == (0.002, 80)
+  # DDIM on the VP baseline: the VP SDE's own range, σ(ε_s = 1e-3) to σ(1) ≈ 152, clamped below
+  # by the VP preconditioning's σ(ε_t = 1e-5)... which is smaller, so the sampler's holds.
+  lo, hi = Diffusion(diffusion_config.get_config('vp'), 0).sigma_range('ddim')
+  assert lo == pytest.approx(0.0105, abs=1e-4) and hi == pytest.approx(152.2, abs=0.1)
+  assert (c.objective.P_mean, c.objective.P_std, c.model.sigma_data) == (-1.2, 1.2, 0.5)
+  assert (c.data.resolution, c.model.model_channels, c.model.channel_mult, c.model.num_blocks,
+          tuple(c.model.attn_resolutions)) == (32, 128, (2, 2, 2), 4, (16,))
+  vp = diffusion_config.get_config('vp')
+  assert (vp.model.precond, vp.objective.name) == ('vp', 'vp')
+  assert diffusion_config.get_config('ve').model.encoder_type == 'residual'
+  bench = diffusion_config.get_config('bench')
+  assert (bench.model.dtype, bench.train.batch_size, bench.data.source) == (
+      'bfloat16', 512, 'embedded')
+  Diffusion(bench, 0)  # Builds (its settings pass every check).
+  ffhq = diffusion_config.get_config('ffhq64')
+  assert (ffhq.train.batch_size, ffhq.optimizer.lr, ffhq.model.dropout, ffhq.augment.p,
+          ffhq.sampling.num_steps) == (256, 2e-4, 0.05, 0.15, 40)
+
+
+@pytest.fixture(scope='module')
+def stepped():
+  """Three update steps of the tiny recipe on a fixed batch (conditional, with label dropout)."""
+  config = tiny_config(**{'data.use_labels': True, 'model.label_dropout': 0.2})
+  recipe = Diffusion(config, 10)
+  state = recipe.init_state(jax.random.PRNGKey(0))
+  images = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3), dtype=np.uint8)
+  batch = {'image': images, 'label': np.arange(8, dtype=np.int32)}
+  step = jax.jit(recipe.train_step)
+  states, metrics = [state], []
+  for _ in range(3):
+    state, m = step(state, batch)
+    states.append(state)
+    metrics.append(jax.device_get(m))
+  return config, recipe, states, metrics
+
+
+def test_update_step_learning_rate_warmup_and_ema(stepped):
+  config, recipe, states, metrics = stepped
+  for m in metrics:
+    assert all(np.isfinite(v) for v in m.values())
+  # EDM's lr ramp: lr·min(images shown before the step / warm-up images, 1); 16 images warm-up.
+  assert [float(m['lr']) for m in metrics] == pytest.approx([0.0, 1e-3, 2e-3])
+  first = jax.tree.leaves(states[0].params)
+  # Step 0 has lr 0: Adam moves nothing; later steps do.
+  assert all(np.array_equal(a, b) for a, b in zip(first, jax.tree.leaves(states[1].params)))
+  assert any(not np.array_equal(a, b) for a, b in zip(first, jax.tree.leaves(states[3].params)))
+  # EMA: half-life min(20 images, 5 % of the images shown) → β = 0.5^(8 / max(h, 1e-8)).
+  for i, m in enumerate(metrics):
+    h = min(20.0, i * 8 * 0.05)
+    assert float(m['ema/beta']) == pytest.approx(0.5 ** (8 / max(h, 1e-8)), rel=1e-6)
+  # β of step 0 is 0: the EMA starts as the weights themselves.
+  for e, p in zip(jax.tree.leaves(states[1].ema_params), jax.tree.leaves(states[1].params)):
+    np.testing.assert_array_equal(e, p)
+
+
+def test_guidance_scale_one_is_plain_conditional_sampling(stepped):
+  _, recipe, states, _ = stepped
+  state = states[-1]
+  z = recipe.latents(jax.random.PRNGKey(3), 4)
+  labels = jnp.arange(4, dtype=jnp.int32)
+  one_hot = jax.nn.one_hot(labels, 10)
+  from jaxgen.samplers import diffusion as samplers
+  run = lambda guidance: samplers.sample(
+      recipe.guided_denoiser(state, one_hot, guidance), z, jax.random.PRNGKey(0),
+      sampler='heun', num_steps=4, sigma_min=0.002, sigma_max=80.0)
+  plain, guided_1, guided_2 = run(None), run(1.0), run(2.0)
+  # Scale 1 through the two-branch formula d_u + 1·(d_c − d_u): the same up to float32 rounding
+  # of that sum (|d| ≲ 80 at σ_max, a few ulps each of 7 evaluations).
+  np.testing.assert_allclose(guided_1, plain, atol=1e-4)
+  assert float(jnp.max(jnp.abs(guided_2 - plain))) > 1e-3  # And scale 2 is not.
+  # The recipe's own path: guidance 1 (the default) is the plain conditional sampler.
+  np.testing.assert_array_equal(recipe.generate(state, z, labels, num_steps=4), plain)
+
+
+def test_sampling_options_are_checked_before_compiling(stepped):
+  _, recipe, states, _ = stepped
+  z = recipe.latents(jax.random.PRNGKey(0), 2)
+  labels = jnp.zeros((2,), jnp.int32)
+  with pytest.raises(UserError, match='sampler'):
+    jax.eval_shape(lambda: recipe.generate(states[-1], z, labels, sampler='rk45'))
+  with pytest.raises(UserError, match='steps'):
+    jax.eval_shape(lambda: recipe.generate(states[-1], z, labels, num_steps=0))
+  unconditional = Diffusion(tiny_config(), 0)
+  with pytest.raises(UserError, match='unconditional'):
+    unconditional.check_sampling(guidance=2.0)
+
+
+def test_run_writes_samples_metrics_and_checkpoints(diffusion_run):
+  samples = sorted(os.listdir(os.path.join(diffusion_run, 'samples')))
+  assert samples == ['00000000.png', '00000003.png', '00000006.png', 'reals.png']
+  grid = np.asarray(Image.open(os.path.join(diffusion_run, 'samples', '00000006.png')))
+  assert grid.shape == (64, 64, 3) and grid.std() > 0
+  scalars = read_scalars(diffusion_run)
+  assert set(scalars['eval/swd/avg']) == {0, 3, 6}
+  assert set(scalars['loss/denoise']) == set(range(1, 7))
+  assert all(math.isfinite(v) for v in scalars['loss/denoise'].values())
+  assert sorted(os.listdir(os.path.join(diffusion_run, 'checkpoints'))) == ['4', '6']
+
+
+def run_module(module, *args, num_devices=1, check=True):
+  result = subprocess.run([sys.executable, '-m', module, *args], cwd=REPO, capture_output=True,
+                          text=True, env=env_with_devices(num_devices), timeout=600)
+  if check:
+    assert result.returncode == 0, result.stderr[-3000:]
+  return result
+
+
+def read_pngs(outdir):
+  return {os.path.basename(p): np.asarray(Image.open(p))
+          for p in sorted(glob.glob(os.path.join(outdir, 'seed*.png')))}
+
+
+def test_generate_is_the_same_on_one_and_four_devices_and_from_an_export(diffusion_run, tmp_path):
+  """Same seeds, same samples: on 1 and 4 devices (the batch split over them), and from the
+  exported EMA denoiser; a stochastic sampler too (its noise comes from the seed)."""
+  args = ['--seeds=0-7', '--steps=3', '--sampler=heun', '--S_churn=5']
+  one, four, export = tmp_path / 'one', tmp_path / 'four', tmp_path / 'export'
+  run_module('jaxgen.generate', f'--workdir={diffusion_run}', f'--outdir={one}', *args)
+  run_module('jaxgen.generate', f'--workdir={diffusion_run}', f'--outdir={four}', *args,
+             num_devices=4)
+  npz = str(tmp_path / 'd.npz')
+  run_module('jaxgen.export', f'--workdir={diffusion_run}', f'--output={npz}')
+  run_module('jaxgen.generate', f'--network={npz}', f'--outdir={export}', *args)
+  a, b, c = read_pngs(one), read_pngs(four), read_pngs(export)
+  assert sorted(a) == [f'seed{i:04d}.png' for i in range(8)]
+  for name in a:
+    # uint8 images: on 4 devices XLA may order float sums differently (1 level at most).
+    assert np.abs(a[name].astype(int) - b[name].astype(int)).max() <= 1, name
+    np.testing.assert_array_equal(a[name], c[name])
+  assert len({v.tobytes() for v in a.values()}) == 8  # Different seeds, different images.
+
+
+def test_generate_refuses_bad_sampling_flags_and_writes_nothing(diffusion_run, tmp_path):
+  # (The config's own bad values are rows of tests/test_bad_input.py.)
+  cases = [(['--sampler=rk4'], 'rk4'), (['--guidance=2'], 'unconditional')]
+  for extra, expect in cases:
+    outdir = tmp_path / 'out'
+    result = run_module('jaxgen.generate', f'--workdir={diffusion_run}', f'--outdir={outdir}',
+                        '--seeds=0', *extra, check=False)
+    errors = [l for l in result.stderr.splitlines() if l.startswith('jaxgen: error:')]
+    assert result.returncode == 2 and len(errors) == 1 and expect in errors[0], result.stderr
+    assert 'Traceback' not in result.stderr
+    assert not outdir.exists()
+
+
+def test_evaluate_with_a_sampler_override(diffusion_run, tmp_path):
+  out = tmp_path / 'r.json'
+  run_module('jaxgen.evaluate', f'--workdir={diffusion_run}', '--metrics=swd', '--steps=2',
+             '--sampler=euler', f'--output={out}')
+  results = json.loads(out.read_text())['results']
+  assert math.isfinite(results['swd/avg']) and results['swd/avg'] > 0
+
+
+def test_kill_9_then_rerun_resumes_exactly(diffusion_run, tmp_path):
+  """Killed right after checkpoint 4 and run again: every later step's loss and gradient norm,
+  and the SWD of the final EMA denoiser, equal the uninterrupted run's (the same noise levels,
+  dropout and augmentation at every step)."""
+  workdir = str(tmp_path / 'killed')
+  kill_after_checkpoint(workdir, 4, config='configs/diffusion.py')
+  result = run_main(workdir, config='configs/diffusion.py')
+  resumed_from = int(result.stderr.split('Resuming at step ')[1].split()[0])
+  assert 4 <= resumed_from < 6
+  expected, got = read_scalars(diffusion_run), read_scalars(workdir)
+  for tag in ('loss/denoise', 'grad_norm'):
+    assert set(range(resumed_from + 1, 7)) <= set(got[tag]), tag
+    for step in sorted(got[tag]):
+      # The same programs on the same data, keys and restored state: equal up to float
+      # reassociation.
+      assert got[tag][step] == pytest.approx(expected[tag][step], rel=1e-5, abs=1e-7), (tag, step)
+  assert got['eval/swd/avg'][6] == pytest.approx(expected['eval/swd/avg'][6], rel=1e-4)
+
+
+def test_bench_reports_training_and_sampling_speed(tmp_path):
+  out = tmp_path / 'bench.json'
+  overrides = [f'--config.{k}={v}' for k, v in DIFFUSION_TINY.items()]
+  result = subprocess.run(
+      [sys.executable, '-m', 'jaxgen.bench', '--config=configs/diffusion.py', *overrides,
+       '--steps=2', '--warmup=1', '--sample_batches=1', f'--output={out}'],
+      cwd=REPO, capture_output=True, text=True, env=env_with_devices(1), timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  figures = json.loads(out.read_text())
+  assert figures['finite'] and figures['images_per_s'] > 0
+  assert figures['sample_evaluations'] == 5  # Heun, 3 steps: 2·3 − 1.
+  assert figures['sample_images_per_s'] > 0
+  # One pass of the tiny U-Net on a 16² image is tens of MFLOP; 5 passes per image.
+  assert 0.01 < figures['sample_gflop_per_image'] < 10
