@@ -291,12 +291,18 @@ def _resample(images, f, up=1, down=1, padding=(0, 0), flip_filter=False, gain=1
 def _bilinear_sample(images, x_fixed, y_fixed):
   """Samples images [N, Hi, Wi, C] at fixed-point pixel coordinates (int32 [N, Ho, Wo], units of
   2⁻¹⁶ pixel), bilinearly, with zeros outside the image."""
-  n, in_h, in_w, c = images.shape
   unit = 1 << _FRACTION_BITS
   x0, y0 = x_fixed >> _FRACTION_BITS, y_fixed >> _FRACTION_BITS          # floor
   fx = (x_fixed & (unit - 1)).astype(jnp.float32) / unit
   fy = (y_fixed & (unit - 1)).astype(jnp.float32) / unit
-  # The four neighbours in one gather (its gradient is one scatter-add).
+  return bilinear_gather(images, x0, y0, fx, fy)
+
+
+def bilinear_gather(images, x0, y0, fx, fy):
+  """Σ of the four neighbours (x0 + {0, 1}, y0 + {0, 1}) of images [N, Hi, Wi, C] weighted
+  bilinearly by the fractions fx, fy [N, Ho, Wo], neighbours outside the image counting as zero:
+  [N, Ho, Wo, C]. The four neighbours in one gather (its gradient is one scatter-add)."""
+  n, in_h, in_w, c = images.shape
   xs = jnp.stack([x0, x0 + 1, x0, x0 + 1], axis=1)                       # [N, 4, Ho, Wo]
   ys = jnp.stack([y0, y0, y0 + 1, y0 + 1], axis=1)
   weights = jnp.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], axis=1)

@@ -59,7 +59,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxgen.augment.ada import SYM6
+from jaxgen.augment.ada import SYM6, bilinear_gather
 from jaxgen.errors import UserError
 from jaxgen.ops.upfirdn2d import upfirdn1d_matrix
 
@@ -459,7 +459,6 @@ def _apply_geometric(images, g_inv):
 def _bilinear_sample(images, px, py):
   """Samples images [N, Hi, Wi, C] at pixel coordinates px, py [N, Ho, Wo] (pixel centres at
   integers), bilinearly, with zeros outside."""
-  n, in_h, in_w, c = images.shape
   # One materialised copy of the coordinates: the pixel indices and the interpolation weights
   # below must see the same floats (a recomputation in another fusion could round differently
   # and floor a near-integer coordinate the other way).
@@ -467,15 +466,7 @@ def _bilinear_sample(images, px, py):
   x0, y0 = jnp.floor(px), jnp.floor(py)
   fx, fy = px - x0, py - y0
   x0, y0 = x0.astype(jnp.int32), y0.astype(jnp.int32)
-  xs = jnp.stack([x0, x0 + 1, x0, x0 + 1], axis=1)                       # [N, 4, Ho, Wo]
-  ys = jnp.stack([y0, y0, y0 + 1, y0 + 1], axis=1)
-  weights = jnp.stack([(1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy], axis=1)
-  inside = (xs >= 0) & (xs < in_w) & (ys >= 0) & (ys < in_h)
-  weights = jnp.where(inside, weights, 0.0)
-  index = jnp.clip(ys, 0, in_h - 1) * in_w + jnp.clip(xs, 0, in_w - 1)
-  flat = images.reshape(n, in_h * in_w, c)
-  values = jax.vmap(lambda im, i: im[i])(flat, index.reshape(n, -1)).reshape(index.shape + (c,))
-  return jnp.sum(values * weights[..., None], axis=1)
+  return bilinear_gather(images, x0, y0, fx, fy)
 
 
 def _apply_color(images, m):

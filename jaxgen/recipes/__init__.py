@@ -38,3 +38,16 @@ Benchmarks
   network_forward(state, z, labels)  one such pass, for FLOP counts (XLA counts a loop's body
                                    once, so a sampler's FLOPs are this × the evaluations)
 """
+
+
+def class_count(config, num_classes):
+  """The classes a recipe conditions on: the source's `num_classes` with data.use_labels, else 0.
+  UserError when labels are asked of a source without them."""
+  from jaxgen.errors import UserError  # pylint: disable=import-outside-toplevel
+  if not config.data.use_labels:
+    return 0
+  if not num_classes:
+    raise UserError(f'data.use_labels=True but the dataset {config.data.source!r} has no '
+                    'labels: set data.use_labels=False, or use a labelled dataset (folder '
+                    'sources take sub-folder names as classes)')
+  return num_classes

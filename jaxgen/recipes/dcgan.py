@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxgen import parallel
+from jaxgen import recipes
 from jaxgen.errors import UserError
 from jaxgen.models import dcgan as dcgan_model
 from jaxgen.objectives import nonsaturating
@@ -52,11 +53,7 @@ class DCGAN:
     if res < 8 or res & (res - 1):
       raise UserError(f'DCGAN needs a power-of-two data.resolution ≥ 8, not {res}')
     self.conditional = config.data.use_labels
-    if self.conditional and not num_classes:
-      raise UserError(f'data.use_labels=True but the dataset {config.data.source!r} has no '
-                      'labels: set data.use_labels=False, or use a labelled dataset (folder '
-                      'sources take sub-folder names as classes)')
-    self.num_classes = num_classes if self.conditional else 0
+    self.num_classes = recipes.class_count(config, num_classes)
     dtype = jnp.dtype(m.dtype)
     self.z_dim = m.z_dim
     self.generator = dcgan_model.Generator(res, config.data.channels, m.g_base_channels,

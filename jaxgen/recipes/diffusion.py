@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxgen.augment import edm as edm_augment
+from jaxgen import recipes
 from jaxgen.errors import UserError
 from jaxgen.models import precond as precond_lib
 from jaxgen.models import songunet
@@ -71,11 +72,7 @@ class Diffusion:
       raise UserError(f'data.resolution={res}, model.channel_mult={tuple(m.channel_mult)}, '
                       f'model.attn_resolutions={tuple(m.attn_resolutions)}: {e}') from None
     self.conditional = config.data.use_labels
-    if self.conditional and not num_classes:
-      raise UserError(f'data.use_labels=True but the dataset {config.data.source!r} has no '
-                      'labels: set data.use_labels=False, or use a labelled dataset (folder '
-                      'sources take sub-folder names as classes)')
-    self.num_classes = num_classes if self.conditional else 0
+    self.num_classes = recipes.class_count(config, num_classes)
     if not 0 <= m.dropout < 1 or not 0 <= m.label_dropout < 1:
       raise UserError(f'model.dropout={m.dropout} and model.label_dropout={m.label_dropout} '
                       'must be in [0, 1)')

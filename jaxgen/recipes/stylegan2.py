@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxgen import parallel
+from jaxgen import parallel, recipes
 from jaxgen.augment import ada
 from jaxgen.errors import UserError
 from jaxgen.models import stylegan2 as sg
@@ -89,10 +89,7 @@ def validate(config, num_classes, mesh=None):
   if obj.pl_weight > 0 and pl_batch < 1:
     raise UserError(f'objective.pl_batch_shrink={obj.pl_batch_shrink} leaves no samples of the '
                     f'batch of {batch} for the path-length penalty: use 1 <= shrink <= batch')
-  if config.data.use_labels and not num_classes:
-    raise UserError(f'data.use_labels=True but the dataset {config.data.source!r} has no labels: '
-                    'set data.use_labels=False, or use a labelled dataset (folder sources take '
-                    'sub-folder names as classes)')
+  recipes.class_count(config, num_classes)  # UserError: labels from a source without.
   a = config.augment
   return ada.AdaSettings(mode=a.mode, p=a.p, target=a.target, interval=a.interval,
                          speed_kimg=a.speed_kimg, pipeline=a.pipeline)
@@ -106,7 +103,7 @@ class StyleGAN2:
     m, o, obj = config.model, config.optimizer, config.objective
     res = config.data.resolution
     self.conditional = config.data.use_labels
-    self.num_classes = num_classes if self.conditional else 0
+    self.num_classes = recipes.class_count(config, num_classes)
     self.image_shape = (res, res, config.data.channels)
     self.batch_size = config.train.batch_size
     self.z_dim = m.z_dim
