@@ -96,21 +96,21 @@ def benchmark(config, steps=64, warmup=16, peak=None, profile_steps=0,
   mesh = parallel.create_mesh()
   batch_size = config.train.batch_size
   parallel.check_batch_size(batch_size, mesh)
-  source = data.create_source(config.data)
+  source, _ = data.create_sources(config)
   recipe = train.create_recipe(config, source, mesh)
+  recipe.prepare_training()
   rng = jax.random.PRNGKey(config.seed)
   abstract = jax.eval_shape(recipe.init_state, rng)
   state_sharding = parallel.state_sharding(mesh, abstract)
   state = jax.jit(recipe.init_state, out_shardings=state_sharding)(np.asarray(rng))
   period = _period(recipe)
   steps = -(-steps // period) * period
-  batches = data.batches(source, batch_size, config.seed, xflip=config.data.xflip,
-                         process_index=jax.process_index(), process_count=jax.process_count(),
-                         num_threads=config.data.num_threads)
+  batches = train.training_batches(config, source, recipe)
 
   compiled, flops = {}, {}
   compile_start = time.time()
-  batch = parallel.global_batch(next(batches), mesh)
+  first = next(batches)
+  batch = parallel.global_batch(first, mesh)
   for s in range(period):
     variant = recipe.step_variant(s)
     if variant not in compiled:
@@ -163,16 +163,18 @@ def benchmark(config, steps=64, warmup=16, peak=None, profile_steps=0,
       'finite': finite,
   }
   if sample_batches > 0:
-    figures.update(_sampling(recipe, state, config, mesh, sample_batches, peak))
+    figures.update(_sampling(recipe, state, config, mesh, sample_batches, peak,
+                             first.get('input')))
   if profile_steps > 0:
     figures['profile'] = _profile(compiled, recipe, period, state, batches, mesh, profile_steps,
                                   profile_dir, profile_depth)
   return figures
 
 
-def _sampling(recipe, state, config, mesh, num_batches, peak):
+def _sampling(recipe, state, config, mesh, num_batches, peak, task_inputs=None):
   """Sampling speed: `recipe.generate` (the run's sampling settings) on batches of
-  `eval.batch_size`, as evaluations and `jaxgen.generate` run it, after one untimed batch."""
+  `eval.batch_size`, as evaluations and `jaxgen.generate` run it, after one untimed batch.
+  A recipe with a task translates `task_inputs` (a training batch's, repeated to the batch)."""
   import jax
   import numpy as np
 
@@ -183,7 +185,12 @@ def _sampling(recipe, state, config, mesh, num_batches, peak):
   sharding = parallel.batch_sharding(mesh)
   labels = np.zeros((n,), np.int32)
 
+  if recipe.task is not None:
+    inputs = np.resize(task_inputs, (n,) + task_inputs.shape[1:])
+
   def sample(state, key, labels):
+    if recipe.task is not None:
+      return recipe.generate(state, inputs, labels)
     z = recipe.latents(key, labels.shape[0])
     if 'noise_key' in recipe.sampling_options:
       return recipe.generate(state, z, labels, noise_key=jax.random.fold_in(key, 1))
@@ -195,8 +202,11 @@ def _sampling(recipe, state, config, mesh, num_batches, peak):
   compile_s = time.time() - start
   # XLA counts a sampler loop's body once: FLOPs are one network pass's × the passes.
   forward = jax.jit(recipe.network_forward, in_shardings=(None, sharding, sharding))
-  z = jax.eval_shape(lambda key: recipe.latents(key, n), jax.random.PRNGKey(0))
-  z = jax.ShapeDtypeStruct(z.shape, z.dtype, sharding=sharding)
+  if recipe.task is not None:
+    z = jax.ShapeDtypeStruct(inputs.shape, inputs.dtype, sharding=sharding)
+  else:
+    z = jax.eval_shape(lambda key: recipe.latents(key, n), jax.random.PRNGKey(0))
+    z = jax.ShapeDtypeStruct(z.shape, z.dtype, sharding=sharding)
   forward_flops = _flops(forward.lower(state, z, labels).compile())
   evaluations = recipe.evaluations_per_sample()
   jax.block_until_ready(fn(state, np.asarray(jax.random.PRNGKey(1)), labels))

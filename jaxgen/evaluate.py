@@ -3,6 +3,7 @@
     python -m jaxgen.evaluate --workdir=/tmp/dcgan --metrics=fid50k,kid50k,is50k,pr50k3
     python -m jaxgen.evaluate --workdir=/tmp/dcgan --metrics=fid10k --best --output=fid.json
     python -m jaxgen.evaluate --workdir=/tmp/diffusion --metrics=fid50k --steps=18
+    python -m jaxgen.evaluate --workdir=/tmp/superres --metrics=psnr,ssim,psnr_y,ssim_y
 
 Rebuilds the experiment from DIR/config.json, restores a checkpoint (the newest; `--step=N`;
 or `--best`, the best by the run's `checkpoint.best_metric`) and scores its EMA generator with
@@ -10,8 +11,11 @@ the metrics of `jaxgen.evaluation` (`swd`, and the Inception metrics `fidNk`, `k
 `prNkK`, `fidNk_full`: see `jaxgen/metrics/registry.py`) on the run's training data. Prints
 one `name: value` line per result (IS adds `_std`, precision/recall give `_precision` and
 `_recall`). Diffusion runs sample with their `config.sampling`; `--sampler`, `--steps`,
-`--guidance`, ... override it. Reads the workdir and never writes to it (except `--output`, if you point it
-there); real-data statistics are cached in `$JAXGEN_CACHE/fid_stats`.
+`--guidance`, ... override it. Image-to-image runs are scored on their held-out pairs, each
+metric beside the task's baseline (`baseline_psnr`, ...): `psnr`, `ssim`, `psnr_y`, `ssim_y`,
+`lpips`, `fid` (jaxgen.evaluation.PairedEvaluator). Reads the workdir and never writes to it
+(except `--output`, if you point it there); real-data statistics are cached in
+`$JAXGEN_CACHE/fid_stats`.
 
 The FID Inception weights are found as in `jaxgen.metrics.inception_weights`: --weights, the
 run's `eval.inception_weights`, $JAXGEN_INCEPTION_WEIGHTS, the cache, or a download.
@@ -75,12 +79,21 @@ def apply_sampling_overrides(args, config):
     config.sampling[field] = getattr(args, flag[2:])
 
 
-def parse_metrics(text):
-  """'fid50k, kid50k' -> ['fid50k', 'kid50k']; UserError on an unknown or missing name."""
+def parse_metrics(text, paired=False):
+  """'fid50k, kid50k' -> ['fid50k', 'kid50k']; UserError on an unknown or missing name.
+  `paired`: the names of an image-to-image run (psnr, ssim, ...; jaxgen/evaluation.py)."""
   from jaxgen.metrics import registry  # pylint: disable=import-outside-toplevel
   names = [n.strip() for n in text.split(',') if n.strip()]
   if not names:
-    raise UserError('--metrics names no metric: e.g. --metrics=fid50k,kid50k')
+    raise UserError('--metrics names no metric: e.g. --metrics=fid50k,kid50k (image-to-image '
+                    'runs: --metrics=psnr,ssim)')
+  if paired:
+    from jaxgen.evaluation import PAIRED_METRICS  # pylint: disable=import-outside-toplevel
+    unknown = [n for n in names if n not in PAIRED_METRICS]
+    if unknown:
+      raise UserError(f'--metrics has {", ".join(unknown)}, which an image-to-image run does '
+                      f'not compute: choose from {", ".join(PAIRED_METRICS)}')
+    return names
   for name in names:
     if name != 'swd':
       registry.parse_metric_name(name)
@@ -93,8 +106,9 @@ def run(args, inception=None):
   `inception`: an already loaded `fid.InceptionFeatures` (e.g. another precision); default:
   loaded from --weights and the usual lookup.
   """
-  names = parse_metrics(args.metrics)
   config = trained.load_config(args.workdir)
+  paired = bool(config.get('task', {}).get('name'))
+  names = parse_metrics(args.metrics, paired)
   if args.output and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
     raise UserError(f'--output={args.output}: its folder does not exist')
   # Imported here so that --help and bad arguments answer quickly.
@@ -108,13 +122,13 @@ def run(args, inception=None):
     config.eval.inception_weights = args.weights
   mesh = parallel.create_mesh()
   restored = trained.restore(args.workdir, args.step, args.best, mesh, config)
-  if inception is None and any(n != 'swd' for n in names):
+  if inception is None and not paired and any(n != 'swd' for n in names):
     inception = evaluation.load_inception(config, mesh, allow_download=not args.no_download)
   step = restored.step
   logging.getLogger('jaxgen').info('Scoring step %d of %s with %s.', step, args.workdir,
                                    ', '.join(names))
-  evaluator = evaluation.Evaluator(config, restored.recipe, restored.source, mesh,
-                                   inception=inception)
+  evaluator = evaluation.create_evaluator(config, restored.recipe, restored.eval_source, mesh,
+                                          inception=inception)
   results = {k: float(v) for k, v in evaluator(restored.state).items()}
   return step, results
 

@@ -225,3 +225,169 @@ class Evaluator:
           seed=self.seed))
       log.info('%s took %.1f s', ', '.join(self.inception_metrics), time.time() - start)
     return results
+
+
+# ------------------------------------------------------------------------------------------------
+# Image-to-image runs: outputs against held-out targets.
+
+PAIRED_METRICS = ('psnr', 'ssim', 'psnr_y', 'ssim_y', 'lpips', 'fid')
+
+
+class PairedEvaluator:
+  """Scores an image-to-image run (a recipe with a `task`) on held-out pairs.
+
+  The pairs are the first `eval.num_images` examples of the evaluation source (data.holdout's
+  images, or eval.source), each degraded by `task.eval_example` with a generator seeded by its
+  index: the same pairs at every evaluation and in every run of the config. Metrics
+  (`eval.metrics`), each reported for the model and, as `baseline_<name>`, for the task's trivial
+  answer on the same images (bicubic up-scaling, the noisy input, the gray image, ...):
+
+    psnr, ssim      on RGB uint8 outputs (as saved), data range 255 (jaxgen/metrics/image_quality)
+    psnr_y, ssim_y  on the Y channel of MATLAB's rgb2ycbcr with a border of `task.scale` pixels
+                    cropped, as super-resolution papers report
+    lpips           LPIPS (VGG16, v0.1) when its weights are found; else skipped with a warning
+    fid             FID of the outputs against the targets (few images: biased upwards, but
+                    model and baseline see the same targets); skipped without Inception weights
+
+  The sample grid shows input | output | target triplets of the first `log.num_samples` pairs.
+  """
+
+  def __init__(self, config, recipe, source, mesh, inception=None):
+    from jaxgen.data import degrade  # pylint: disable=import-outside-toplevel
+    self._degrade = degrade
+    self.recipe = recipe
+    self.task = recipe.task
+    self.mesh = mesh
+    metrics = tuple(config.eval.metrics)
+    unknown = [m for m in metrics if m not in PAIRED_METRICS]
+    if unknown:
+      raise UserError(f'eval.metrics has {", ".join(map(repr, unknown))}, which image-to-image '
+                      f'runs do not compute: choose from {", ".join(PAIRED_METRICS)}')
+    self.metric_names = metrics
+    self.border = self.task.scale if self.task.scale > 1 else 0
+    count = min(config.eval.num_images, len(source))
+    devices = mesh.devices.size
+    self.batch_size = -(-min(config.eval.batch_size, count) // devices) * devices
+    pairs = [self.task.eval_example(source[i], i, seed=config.seed) for i in range(count)]
+    self.inputs = np.stack([p['input'] for p in pairs])
+    self.targets = np.stack([p['image'] for p in pairs])
+    side = min(self.targets.shape[1:3])
+    for names, size, what in ((('ssim',), side, ''),
+                              (('ssim_y',), side - 2 * self.border, ' after the border crop')):
+      if set(names) & set(metrics) and size < 11:
+        raise UserError(f'eval.metrics has {names[0]}, whose 11×11 window needs images of at '
+                        f'least 11 pixels, but the evaluation images are {size}{what}: '
+                        'evaluate larger images (task.crop, data.resolution) or drop it')
+    self.size = self.targets.shape[1]  # data.resolution, or task.crop's centre crop of it.
+    baseline = self.task.baseline(self.inputs, self.size)
+    self.baseline = None if baseline is None else summaries.to_uint8(baseline)
+    self.num_samples = config.log.num_samples
+    self.lpips = self._load_lpips(config) if 'lpips' in metrics else None
+    self.inception = inception
+    if 'fid' in metrics and inception is None:
+      try:
+        self.inception = load_inception(config, mesh)
+      except UserError as e:
+        if config.eval.get('inception_weights', ''):
+          raise
+        log.warning('Skipping fid: %s', ' '.join(str(e).split()))
+    self._generate = jax.jit(recipe.generate, out_shardings=parallel.batch_sharding(mesh))
+    self._baseline_results = None
+
+  @staticmethod
+  def _load_lpips(config):
+    """fn(x0, x1) → LPIPS [B], or None (with a warning) when the default lookup finds no
+    weights; a named file that is missing stops the run."""
+    from jaxgen.metrics import lpips  # pylint: disable=import-outside-toplevel
+    explicit = config.eval.get('lpips_weights', '')
+    try:
+      params = lpips.load_params(linear_weights=explicit or None)
+    except UserError as e:
+      if explicit:
+        raise
+      log.warning('Skipping lpips: %s', ' '.join(str(e).split()))
+      return None
+    distance = jax.jit(lpips.distance)
+    return lambda x0, x1: distance(params, x0, x1)
+
+  def outputs_uint8(self, state, inputs=None):
+    """The EMA generator's outputs for `inputs` (default: every held-out input), uint8."""
+    inputs = self.inputs if inputs is None else inputs
+    out = []
+    for start in range(0, len(inputs), self.batch_size):
+      chunk = inputs[start:start + self.batch_size]
+      pad = self.batch_size - len(chunk)
+      if pad:  # One compiled shape: pad the last batch with copies of its first input.
+        chunk = np.concatenate([chunk, np.repeat(chunk[:1], pad, axis=0)])
+      images = self._generate(state, jnp.asarray(chunk), None)
+      out.append(Evaluator.to_host_uint8(images)[:len(chunk) - pad])
+    return np.concatenate(out)
+
+  def _y(self, images):
+    y = self._degrade.rgb_to_ycbcr_y(images)[..., 0]
+    if self.border:
+      y = y[:, self.border:-self.border, self.border:-self.border]
+    return y.astype(np.float32)
+
+  def _score(self, images):
+    from jaxgen.metrics import image_quality  # pylint: disable=import-outside-toplevel
+    results = {}
+    names = self.metric_names
+    if 'psnr' in names:
+      results['psnr'] = float(np.mean(image_quality.psnr(images, self.targets)))
+    if 'ssim' in names:
+      results['ssim'] = float(np.mean(image_quality.ssim(images, self.targets)))
+    if ('psnr_y' in names or 'ssim_y' in names) and images.shape[-1] == 3:
+      y, y_ref = self._y(images), self._y(self.targets)
+      if 'psnr_y' in names:
+        results['psnr_y'] = float(np.mean(image_quality.psnr(y, y_ref, data_range=255.0)))
+      if 'ssim_y' in names:
+        results['ssim_y'] = float(np.mean(image_quality.ssim(y, y_ref, data_range=255.0)))
+    if 'lpips' in names and self.lpips is not None:
+      to_float = lambda x: jnp.asarray(x, jnp.float32) / 127.5 - 1.0
+      results['lpips'] = float(np.mean(np.concatenate([
+          np.asarray(self.lpips(to_float(images[i:i + self.batch_size]),
+                                to_float(self.targets[i:i + self.batch_size])))
+          for i in range(0, len(images), self.batch_size)])))
+    if 'fid' in names and self.inception is not None and len(images) >= 2:
+      fake = fid_lib.extract(self.inception, [images[i:i + self.batch_size]
+                                              for i in range(0, len(images), self.batch_size)])
+      if self._real_features is None:
+        self._real_features = fid_lib.extract(
+            self.inception, [self.targets[i:i + self.batch_size]
+                             for i in range(0, len(images), self.batch_size)])
+      real = self._real_features
+      results['fid'] = float(fid_lib.frechet_distance(fake.mu, fake.sigma, real.mu, real.sigma))
+    return results
+
+  _real_features = None
+
+  def __call__(self, state):
+    results = self._score(self.outputs_uint8(state))
+    if self._baseline_results is None:
+      self._baseline_results = ({} if self.baseline is None else
+                                {f'baseline_{k}': v for k, v in self._score(self.baseline).items()})
+    results.update(self._baseline_results)
+    return results
+
+  def generate_uint8(self, state, count, key):
+    """Sample-grid panels: input | output | target of the first `count` held-out pairs, each
+    [R, 3R, C] uint8 (`key` is unused: the pairs are fixed)."""
+    del key
+    count = min(count, len(self.inputs))
+    inputs = self.inputs[:count]
+    outputs = self.outputs_uint8(state, inputs)
+    shown = self.task.display(inputs, self.size)
+    if shown is None:  # e.g. a paired task whose input has another size: leave it black.
+      shown = np.zeros_like(outputs)
+    else:
+      shown = summaries.to_uint8(shown)
+    return np.concatenate([shown, outputs, self.targets[:count]], axis=2)
+
+
+def create_evaluator(config, recipe, source, mesh, inception=None):
+  """The evaluator of `recipe`: `Evaluator` (samples from latents against the source's
+  distribution) or, for a recipe with a task, `PairedEvaluator` (outputs against targets)."""
+  if recipe.task is not None:
+    return PairedEvaluator(config, recipe, source, mesh, inception)
+  return Evaluator(config, recipe, source, mesh, inception)

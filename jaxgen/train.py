@@ -26,13 +26,15 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from jaxgen import checkpoint, data, parallel, summaries, validation
-from jaxgen.evaluation import Evaluator
+from jaxgen.evaluation import create_evaluator
 from jaxgen.errors import RunFailed, UserError, check_local
 from jaxgen.recipes.dcgan import DCGAN
 from jaxgen.recipes.diffusion import Diffusion
 from jaxgen.recipes.stylegan2 import StyleGAN2
+from jaxgen.recipes.translation import Translation
 
-RECIPES = {'dcgan': DCGAN, 'stylegan2': StyleGAN2, 'diffusion': Diffusion}
+RECIPES = {'dcgan': DCGAN, 'stylegan2': StyleGAN2, 'diffusion': Diffusion,
+           'translation': Translation}
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,15 @@ def create_recipe(config, source, mesh=None):
   if config.model.name not in RECIPES:
     raise UserError(f'unknown model.name {config.model.name!r}: choose one of {sorted(RECIPES)}')
   return RECIPES[config.model.name](config, source.num_classes, mesh)
+
+
+def training_batches(config, source, recipe, start_step=0):
+  """This process's share of every global training batch from `start_step` on (with the
+  recipe's task, if any, making each example a training pair)."""
+  return data.batches(source, config.train.batch_size, config.seed, xflip=config.data.xflip,
+                      transform=recipe.task.train_example if recipe.task else None,
+                      start_step=start_step, process_index=jax.process_index(),
+                      process_count=jax.process_count(), num_threads=config.data.num_threads)
 
 
 def jit_train_step(recipe, mesh, state_sharding, variant):
@@ -151,9 +162,10 @@ def prepare(config, workdir, allow_config_change=False):
     raise UserError(f'--workdir={workdir} is a file, not a folder: choose a folder')
   mesh = parallel.create_mesh()
   parallel.check_batch_size(config.train.batch_size, mesh)
-  source = data.create_source(config.data)
+  source, eval_source = data.create_sources(config)
   recipe = create_recipe(config, source, mesh)
-  evaluator = Evaluator(config, recipe, source, mesh)
+  recipe.prepare_training()
+  evaluator = create_evaluator(config, recipe, eval_source, mesh)
   resumed = checkpoint.check_experiment(workdir, config.to_dict(), allow_config_change)
   if len(source) < config.train.batch_size:
     log.warning('The dataset has %d images, fewer than the batch of %d: every batch repeats '
@@ -205,9 +217,7 @@ def train_and_evaluate(config, workdir, allow_config_change=False):
     reals = data.fixed_examples(source, config.log.num_samples, seed=config.seed)['image']
     writer.images(0, 'reals', reals.astype(np.float32) / 127.5 - 1.0, 'reals.png')
 
-  batches = data.batches(source, batch_size, config.seed, xflip=config.data.xflip,
-                         start_step=start_step, process_index=jax.process_index(),
-                         process_count=jax.process_count(), num_threads=config.data.num_threads)
+  batches = training_batches(config, source, recipe, start_step)
   train_step = make_train_step(recipe, mesh, state_sharding)
 
   sample_key = jax.random.PRNGKey(config.seed + 1)

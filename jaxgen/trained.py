@@ -60,6 +60,7 @@ class TrainedRun:
   state: Any    # its train state at `step`, sharded over the mesh (EMA generator included)
   step: int
   source: Any   # the run's data source, or None where it was not needed
+  eval_source: Any = None  # what its evaluations score on (held-out images; else `source`)
 
 
 def restore(workdir, step=None, best=False, mesh=None, config=None, need_data=True):
@@ -78,9 +79,9 @@ def restore(workdir, step=None, best=False, mesh=None, config=None, need_data=Tr
   try:
     step = select_step(manager, config, step, best)
     mesh = parallel.create_mesh() if mesh is None else mesh
-    source = None
+    source = eval_source = None
     if need_data or config.data.use_labels:
-      source = data.create_source(config.data)
+      source, eval_source = data.create_sources(config)
     # An unconditional recipe asks no more of its source than its (zero) class count.
     recipe = train.create_recipe(config, source or types.SimpleNamespace(num_classes=0))
     abstract = jax.eval_shape(recipe.init_state, jax.random.PRNGKey(config.seed))
@@ -95,7 +96,8 @@ def restore(workdir, step=None, best=False, mesh=None, config=None, need_data=Tr
                       f'{others})')
   finally:
     manager.close()
-  return TrainedRun(config=config, recipe=recipe, state=state, step=step, source=source)
+  return TrainedRun(config=config, recipe=recipe, state=state, step=step, source=source,
+                    eval_source=eval_source)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -77,7 +77,30 @@ DIFFUSION_TINY = {
     'eval.num_images': 64, 'eval.batch_size': 32, 'eval.every_steps': 3, 'eval.at_start': True,
     'checkpoint.every_steps': 2, 'log.every_steps': 1, 'log.num_samples': 16,
 }
-TINY_BY_CONFIG = {'configs/stylegan.py': STYLEGAN_TINY, 'configs/diffusion.py': DIFFUSION_TINY}
+# Overrides that make configs/pix2pix.py tiny: inpainting 32×32 with the smallest official
+# U-Net (5 levels) of 4 channels and a 2-layer PatchGAN of 4 (both with batch norm, dropout on),
+# batch 4, 6 steps, 16 held-out images scored at 3 and 6.
+PIX2PIX_TINY = {
+    'task.name': 'inpaint',
+    'data.resolution': 32, 'data.num_images': 64, 'data.holdout': 16, 'data.num_threads': 1,
+    'model.num_downs': 5, 'model.ngf': 4, 'model.ndf': 4, 'model.n_layers': 2,
+    'train.batch_size': 4, 'train.num_steps': 6,
+    'eval.num_images': 16, 'eval.batch_size': 8, 'eval.every_steps': 3,
+    'checkpoint.every_steps': 2, 'log.every_steps': 1, 'log.num_samples': 4,
+}
+
+# Overrides that make configs/superres.py tiny: ×4 from 8×8 to 32×32, an SRResNet of 4
+# features and 1 block, batch 4, 6 steps.
+SUPERRES_TINY = {
+    'data.resolution': 32, 'data.num_images': 64, 'data.holdout': 16, 'data.num_threads': 1,
+    'task.crop': 0, 'model.num_feat': 4, 'model.num_block': 1,
+    'train.batch_size': 4, 'train.num_steps': 6,
+    'eval.num_images': 16, 'eval.batch_size': 8, 'eval.every_steps': 3,
+    'checkpoint.every_steps': 2, 'log.every_steps': 1, 'log.num_samples': 4,
+}
+
+TINY_BY_CONFIG = {'configs/stylegan.py': STYLEGAN_TINY, 'configs/diffusion.py': DIFFUSION_TINY,
+                  'configs/pix2pix.py': PIX2PIX_TINY, 'configs/superres.py': SUPERRES_TINY}
 
 
 def main_command(workdir, config='configs/dcgan.py', **overrides):
@@ -190,6 +213,25 @@ def stylegan_run(tmp_path_factory):
   must not write into it."""
   workdir = str(tmp_path_factory.mktemp('stylegan'))
   run_main(workdir, config='configs/stylegan.py', **STYLEGAN_RUN)
+  return workdir
+
+
+@pytest.fixture(scope='session')
+def pix2pix_run(tmp_path_factory):
+  """The tiny pix2pix inpainting run (PIX2PIX_TINY, 6 steps, one device), trained once for every
+  test that reads it: checkpoints 4 and 6, triplet grids at 3 and 6. Tests must not write into
+  it."""
+  workdir = str(tmp_path_factory.mktemp('pix2pix'))
+  run_main(workdir, config='configs/pix2pix.py')
+  return workdir
+
+
+@pytest.fixture(scope='session')
+def superres_run(tmp_path_factory):
+  """The tiny ×4 super-resolution run (SUPERRES_TINY, 6 steps, one device), trained once for
+  every test that reads it. Tests must not write into it."""
+  workdir = str(tmp_path_factory.mktemp('superres'))
+  run_main(workdir, config='configs/superres.py')
   return workdir
 
 

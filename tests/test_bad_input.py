@@ -39,6 +39,17 @@ class Case:
     return self.id
 
 
+def _pairs(tmp, names_a, names_b):
+  """A pairs: dataset under tmp with (empty) files in A/ and B/ (None: no B/ folder); returns
+  the overrides that train on it."""
+  for side, names in (('A', names_a), ('B', names_b)):
+    if names is not None:
+      (tmp / 'pairs' / side).mkdir(parents=True)
+      for name in names:
+        (tmp / 'pairs' / side / name).touch()
+  return {'data.source': f'pairs:{tmp / "pairs"}', 'task.name': 'paired'}
+
+
 CASES = [
     # --- the training config (jaxgen/validation.py) -------------------------------------------
     Case('batch-size-zero', 'train.batch_size=0', overrides={'train.batch_size': 0}),
@@ -88,6 +99,31 @@ CASES = [
          overrides={'model.attn_resolutions': '(7,)'}, config='configs/diffusion.py'),
     Case('diffusion-augment-p-above-one', 'augment.p=1.5',
          overrides={'augment.p': 1.5}, config='configs/diffusion.py'),
+    # --- image-to-image (jaxgen/data/tasks.py, jaxgen/data/pairs.py, recipes/translation.py) ----
+    Case('translation-sr-scale-five', 'task.scale=5 is not supported',
+         overrides={'task.scale': 5}, config='configs/superres.py'),
+    Case('translation-crop-not-divisible-by-scale', 'task.crop=30 is not divisible by task.scale=4',
+         overrides={'task.crop': 30}, config='configs/superres.py'),
+    Case('translation-image-too-small-for-scale', 'too small for super-resolution ×4',
+         overrides={'task.crop': 12}, config='configs/superres.py'),
+    Case('translation-crop-below-patchgan', 'smaller than the PatchGAN discriminator',
+         overrides={'data.resolution': 64, 'task.crop': 32, 'model.n_layers': 4},
+         config='configs/pix2pix.py'),
+    Case('translation-crop-does-not-fit-unet', 'task.crop=48 does not fit model.generator',
+         overrides={'data.resolution': 64, 'task.crop': 48}, config='configs/pix2pix.py'),
+    Case('translation-unet-too-shallow', 'model.num_downs=4',
+         overrides={'model.num_downs': 4}, config='configs/pix2pix.py'),
+    Case('translation-unknown-task', "unknown task.name 'deblur'",
+         overrides={'task.name': 'deblur'}, config='configs/pix2pix.py'),
+    Case('translation-holdout-everything', 'data.holdout=256 leaves no training images',
+         overrides={'data.num_images': 256, 'data.holdout': 256}, config='configs/pix2pix.py'),
+    Case('translation-unknown-metric', "eval.metrics has 'swd'",
+         overrides={'eval.metrics': "('psnr', 'swd')"}, config='configs/pix2pix.py'),
+    Case('translation-pairs-unmatched', 'has files without a partner: 2 only in B/ (b.png, c.png)',
+         config='configs/pix2pix.py', setup=lambda tmp: _pairs(tmp, ['a.png'],
+                                                               ['a.png', 'b.png', 'c.png'])),
+    Case('translation-pairs-only-a', 'has only one of A/ and B/',
+         config='configs/pix2pix.py', setup=lambda tmp: _pairs(tmp, ['a.png'], None)),
     # --- config files and flags (jaxgen/cli.py) -----------------------------------------------
     Case('config-file-missing', 'configs/nope.py: no such config file (configs/ holds dcgan.py',
          config='configs/nope.py'),

@@ -5,6 +5,7 @@ lines, `{var}` expansion, `%cd`), on the CPU with the tiny StyleGAN2 settings. C
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -68,9 +69,13 @@ def test_only_install_and_tensorboard_need_colab():
 @pytest.mark.slow
 def test_notebook_trains_samples_scores_and_exports(stylegan_run, tmp_path):
   """Every other cell, in order, with the source tree as JAXGEN_SOURCE and the shared tiny run's
-  settings as OVERRIDES: the run trains to the end (the same losses as the shared run, so the
-  overrides reached it), then the images, score and export cells find what it wrote."""
+  settings as OVERRIDES, its workdir already holding a copy of the shared run (so that the suite
+  does not train it twice): the training cell resumes it at its last step — which it only can
+  when the overrides reached it, since another config is refused as another experiment — and
+  the images, score and export cells find what it wrote."""
   runs = tmp_path / 'runs'
+  shutil.copytree(stylegan_run, runs / 'tiny')
+  config_before = (runs / 'tiny' / 'config.json').read_bytes()
   overrides = {**STYLEGAN_TINY, **STYLEGAN_RUN}
   settings = {
       'JAXGEN_SOURCE': REPO, 'CONFIG': 'configs/stylegan.py',
@@ -83,10 +88,10 @@ def test_notebook_trains_samples_scores_and_exports(stylegan_run, tmp_path):
   assert 'cpu [CpuDevice(id=0)]' in result.stdout
 
   workdir = runs / 'tiny'
+  assert 'Resuming at step 6 of 6' in result.stdout + result.stderr
+  assert (workdir / 'config.json').read_bytes() == config_before
   assert sorted(os.listdir(workdir / 'checkpoints')) == ['4', '6']
-  expected, got = read_scalars(stylegan_run), read_scalars(str(workdir))
-  for step in range(1, 7):
-    assert got['loss/d'][step] == pytest.approx(expected['loss/d'][step], rel=1e-5)
+  expected = read_scalars(stylegan_run)
   assert sorted(os.listdir(runs / 'tiny-images')) == [
       'grid.png', 'seed0000.png', 'seed0001.png', 'seed0002.png', 'seed0003.png']
   grid = np.asarray(Image.open(runs / 'tiny-images' / 'grid.png'))

@@ -101,7 +101,8 @@ def test_evaluator_inception_metrics_stream_and_cache(cache):
 
 def test_training_logs_inception_metrics_and_keeps_best_by_fid(tmp_path, cache, monkeypatch):
   net = _FeatureNet()
-  monkeypatch.setattr(train, 'Evaluator', functools.partial(evaluation.Evaluator, inception=net))
+  monkeypatch.setattr(train, 'create_evaluator',
+                      functools.partial(evaluation.create_evaluator, inception=net))
   config = tiny_config(**{'eval.metrics': ('fid1k', 'kid1k'), 'checkpoint.keep': 1,
                           'checkpoint.best_metric': 'fid1k', 'eval.batch_size': 256})
   workdir = str(tmp_path / 'run')

@@ -88,6 +88,18 @@ def _to_8bit(image):
   return Image.fromarray(values.astype(np.uint8), 'L')
 
 
+def to_8bit_image(image, channels):
+  """A PIL image as 8-bit 'L' (channels 1) or 'RGB' (3): high bit depths reduced (see the module
+  docstring), transparency composited onto white."""
+  image = _to_8bit(image)
+  if image.mode in ('P', 'LA') or (image.mode == 'RGB' and 'transparency' in image.info):
+    image = image.convert('RGBA')
+  if image.mode == 'RGBA':
+    white = Image.new('RGBA', image.size, (255, 255, 255, 255))
+    image = Image.alpha_composite(white, image)
+  return image.convert('L' if channels == 1 else 'RGB')
+
+
 def to_training_image(image, resolution, channels):
   """Centre-crops a PIL image to a square and resizes it (Lanczos) to resolution².
 
@@ -98,13 +110,7 @@ def to_training_image(image, resolution, channels):
   Returns:
     uint8 [resolution, resolution, channels].
   """
-  image = _to_8bit(image)
-  if image.mode in ('P', 'LA') or (image.mode == 'RGB' and 'transparency' in image.info):
-    image = image.convert('RGBA')
-  if image.mode == 'RGBA':
-    white = Image.new('RGBA', image.size, (255, 255, 255, 255))
-    image = Image.alpha_composite(white, image)
-  image = image.convert('L' if channels == 1 else 'RGB')
+  image = to_8bit_image(image, channels)
   w, h = image.size
   side = min(w, h)
   left, top = (w - side) // 2, (h - side) // 2

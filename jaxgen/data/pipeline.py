@@ -4,6 +4,15 @@ Sources (each a random-access sequence of {'image': uint8 [R, R, C], 'label': in
   'embedded'            the procedural dataset shipped in the package (no download)
   'folder:PATH'         a folder of images, cached at the training resolution
   'tfds:NAME[:SPLIT]'   a prepared tensorflow-datasets dataset (split defaults to 'train')
+  'pairs:DIR'           aligned image pairs for translation (jaxgen/data/pairs.py); examples
+                        also hold the input image, 'input'
+
+Held-out images. `data.holdout` > 0 keeps that many images of the source (a fixed seeded
+choice) out of training for the evaluator; `eval.source`, when set, names another source to
+evaluate on instead (e.g. pix2pix's val/ folder). Image-to-image runs score held-out pairs.
+
+Examples may be transformed on the way (`transform(example, rng)`, e.g. an image-to-image
+task's random crop and degradation, jaxgen/data/tasks.py) with grain's per-position generator.
 
 Order. The global stream is a seeded shuffle of the source, reshuffled every epoch (grain's
 `MapDataset.shuffle`), optionally x-flipped per example. Global batch `s` is elements
@@ -17,6 +26,7 @@ import grain
 import numpy as np
 
 from jaxgen.data.folder import FolderSource
+from jaxgen.data.pairs import PairsSource
 from jaxgen.data.procedural import MAX_RESOLUTION, MIN_RESOLUTION, ProceduralSource
 from jaxgen.data.tfds_source import TfdsSource
 from jaxgen.errors import UserError
@@ -45,18 +55,71 @@ def create_source(data_config):
       raise UserError('data.source="tfds:" needs a dataset name, e.g. "tfds:cifar10:train"')
     return TfdsSource(name, split or 'train', resolution, channels, data_config.use_labels,
                       data_config.tfds_data_dir or None, data_config.tfds_download)
-  raise UserError(f'unknown data.source {spec!r}: use "embedded", "folder:PATH" or '
-                  '"tfds:NAME[:SPLIT]"')
+  if kind == 'pairs':
+    if not rest:
+      raise UserError('data.source="pairs:" needs a path, e.g. "pairs:/data/facades/train"')
+    return PairsSource(rest, resolution, channels)
+  raise UserError(f'unknown data.source {spec!r}: use "embedded", "folder:PATH", '
+                  '"tfds:NAME[:SPLIT]" or "pairs:DIR"')
+
+
+class Subset:
+  """The examples of `source` at `indices`, in that order (a held-out split or its rest)."""
+
+  def __init__(self, source, indices, what):
+    self.source = source
+    self.indices = np.asarray(indices, np.int64)
+    self.name = f'{source.name} ({what})'
+    self.num_classes = source.num_classes
+    self.class_names = getattr(source, 'class_names', [])
+
+  def __len__(self):
+    return len(self.indices)
+
+  def __getitem__(self, index):
+    return self.source[int(self.indices[index])]
+
+
+HOLDOUT_SEED = 0x401D
+
+
+def create_sources(config):
+  """(training source, evaluation source) of a config (see "Held-out images" above); the two
+  are the same object when nothing is held out."""
+  source = create_source(config.data)
+  holdout = int(config.data.get('holdout', 0))
+  eval_spec = config.eval.get('source', '')
+  if holdout < 0:
+    raise UserError(f'data.holdout={holdout} is negative: give the number of images to keep '
+                    'out of training (0 = none)')
+  if holdout and eval_spec:
+    raise UserError(f'both data.holdout={holdout} and eval.source={eval_spec!r} are set: '
+                    'evaluate on held-out images or on another source, not both')
+  if eval_spec:
+    import copy  # pylint: disable=import-outside-toplevel
+    eval_data = copy.deepcopy(config.data)
+    eval_data.source = eval_spec
+    return source, create_source(eval_data)
+  if not holdout:
+    return source, source
+  if holdout >= len(source):
+    raise UserError(f'data.holdout={holdout} leaves no training images of the {len(source)} in '
+                    f'{config.data.source!r}: hold out fewer')
+  order = np.random.default_rng(HOLDOUT_SEED).permutation(len(source))
+  return (Subset(source, np.sort(order[holdout:]), 'training part'),
+          Subset(source, np.sort(order[:holdout]), f'{holdout} held out'))
 
 
 def _xflip(example, rng):
+  """Flips an example's images (both of a pair) left-right with probability 1/2."""
   if rng.random() < 0.5:
-    example = dict(example, image=np.ascontiguousarray(example['image'][:, ::-1]))
+    example = dict(example, **{k: np.ascontiguousarray(example[k][:, ::-1])
+                               for k in ('image', 'input') if k in example})
   return example
 
 
-def batches(source, global_batch_size, seed, *, xflip=False, start_step=0, process_index=0,
-            process_count=1, num_threads=4, prefetch=4):
+def batches(source, global_batch_size, seed, *, xflip=False, transform=None, start_step=0,
+            process_index=0, process_count=1, num_threads=4, prefetch=4):
   """Iterator over this process's share of every global batch, from `start_step` on.
 
   Yields:
@@ -70,6 +133,8 @@ def batches(source, global_batch_size, seed, *, xflip=False, start_step=0, proce
   ds = grain.MapDataset.source(source).seed(seed).shuffle().repeat()
   if xflip:
     ds = ds.random_map(_xflip)
+  if transform is not None:
+    ds = ds.random_map(transform)
   ds = ds.batch(local)[process_index::process_count][start_step:]
   read = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=prefetch)
   return iter(ds.to_iter_dataset(read))

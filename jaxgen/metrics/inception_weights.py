@@ -1,4 +1,4 @@
-"""FID Inception weights: reading pytorch-fid's `.pth`, converting it, finding it at run time.
+"""FID Inception weights: pytorch-fid's `.pth`, its conversion, and where it is found.
 
 The weights are pytorch-fid's `pt_inception-2015-12-05-6726825d.pth` (TensorFlow's
 `inception-2015-12-05` graph ported to PyTorch), a `torch.save`d state_dict with torchvision
@@ -6,7 +6,9 @@ The weights are pytorch-fid's `pt_inception-2015-12-05-6726825d.pth` (TensorFlow
 Flax parameters (`Mixed_5b/branch1x1/kernel`, ...), kernels transposed from PyTorch's
 OIHW to HWIO.
 
-Where the weights come from, first match wins (`resolve_weights`):
+This module is the weight file's `WeightsSpec` (`SPEC`) and its converter; finding, checking,
+downloading and caching are `jaxgen.pretrained`'s, the same for every pretrained network.
+Where the weights come from, first match wins (`load_params`):
 
   1. an explicit path (`weights=` argument, `--weights` flag): a converted `.npz`, or a `.pth`
      that is converted in memory;
@@ -23,28 +25,22 @@ rebuilt from the `.pth`. Convert by hand with
     python -m jaxgen.metrics.inception_weights convert \
         --pth pt_inception-2015-12-05-6726825d.pth --out fid_inception_v3.npz
 
-Reading a `.pth` uses torch when it is importable, else a small restricted unpickler that
-understands both `torch.save` formats (the zip archive of PyTorch >= 1.6 and the older
-sequential pickle) and only rebuilds tensors, storages and ordered dicts.
+(or `python -m jaxgen.pretrained convert fid_inception --pth ... --out ...`). Reading a `.pth`
+uses torch when it is importable, else `jaxgen.pretrained.load_torch_state_dict`, a restricted
+unpickler that needs no torch.
 """
 
 import argparse
 import collections
-import hashlib
-import io
-import os
+import dataclasses
+import functools
 import pathlib
-import pickle
 import sys
-import tempfile
-import urllib.error
-import urllib.request
-import warnings
-import zipfile
 
 import jax
 import numpy as np
 
+from jaxgen import pretrained
 from jaxgen.errors import UserError
 from jaxgen.metrics import inception
 
@@ -54,7 +50,7 @@ PTH_URL = ('https://github.com/mseitzer/pytorch-fid/releases/download/fid_weight
            + PTH_NAME)
 CONVERTED_NAME = 'fid_inception_v3.npz'
 ENV_WEIGHTS = 'JAXGEN_INCEPTION_WEIGHTS'
-ENV_CACHE = 'JAXGEN_CACHE'
+ENV_CACHE = pretrained.ENV_CACHE
 FORMAT_TAG = 'jaxgen-fid-inception-v1'
 CONVERT_COMMAND = ('python -m jaxgen.metrics.inception_weights convert --pth '
                    f'{PTH_NAME} --out {CONVERTED_NAME}')
@@ -62,196 +58,9 @@ CONVERT_COMMAND = ('python -m jaxgen.metrics.inception_weights convert --pth '
 # torchvision BatchNorm2d / Linear field -> jaxgen parameter name.
 _BN_FIELDS = {'weight': 'scale', 'bias': 'bias', 'running_mean': 'mean', 'running_var': 'var'}
 
-
-def cache_dir():
-  """`$JAXGEN_CACHE` or `~/.cache/jaxgen`."""
-  root = os.environ.get(ENV_CACHE) or os.path.join(os.path.expanduser('~'), '.cache', 'jaxgen')
-  return pathlib.Path(root)
-
-
-def _missing_message(where):
-  return (f'FID Inception weights not found ({where}): download {PTH_URL} '
-          f'(SHA-256 {PTH_SHA256[:12]}...) into {where}, or convert it with `{CONVERT_COMMAND}` '
-          f'and pass the .npz with --weights / ${ENV_WEIGHTS}')
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading a torch.save file without torch.
-
-_STORAGE_DTYPES = {
-    'FloatStorage': np.float32, 'DoubleStorage': np.float64, 'HalfStorage': np.float16,
-    'LongStorage': np.int64, 'IntStorage': np.int32, 'ShortStorage': np.int16,
-    'CharStorage': np.int8, 'ByteStorage': np.uint8, 'BoolStorage': np.bool_,
-}
-_LEGACY_MAGIC = 0x1950a86a20f9469cfc6c
-
-
-class _Storage:
-  """A torch storage: dtype now, flat data once read (legacy files put data after the pickle)."""
-
-  def __init__(self, dtype):
-    self.dtype = np.dtype(dtype)
-    self.data = None
-
-
-class _LazyTensor:
-  """A tensor's view (offset, size, stride, in elements) of a storage, materialised later."""
-
-  def __init__(self, storage, offset, size, stride):
-    self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
-
-  def numpy(self):
-    flat = self.storage.data
-    if flat is None:
-      raise UserError('corrupt .pth file: a tensor refers to a storage that has no data')
-    if 0 in self.size:
-      return np.zeros(self.size, flat.dtype)
-    last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride))
-    if self.offset < 0 or last >= flat.size:
-      raise UserError('corrupt .pth file: a tensor reaches past the end of its storage')
-    view = np.lib.stride_tricks.as_strided(
-        flat[self.offset:], self.size, [s * flat.itemsize for s in self.stride])
-    return np.array(view)
-
-
-def _rebuild_tensor(storage, offset, size, stride, *unused):
-  return _LazyTensor(storage, offset, size, stride)
-
-
-def _rebuild_parameter(data, *unused):
-  return data
-
-
-class _TorchUnpickler(pickle.Unpickler):
-  """Rebuilds only what a state_dict holds; any other global is refused (safe loading)."""
-
-  def __init__(self, file, storage_source):
-    super().__init__(file)
-    self._storage_source = storage_source  # persistent id -> _Storage
-    self.storages = {}
-
-  def find_class(self, module, name):
-    if (module, name) == ('collections', 'OrderedDict'):
-      return collections.OrderedDict
-    if module == 'torch._utils' and name in ('_rebuild_tensor_v2', '_rebuild_tensor'):
-      return _rebuild_tensor
-    if module == 'torch._utils' and name == '_rebuild_parameter':
-      return _rebuild_parameter
-    if module == 'torch' and name in _STORAGE_DTYPES:
-      return _STORAGE_DTYPES[name]
-    if (module, name) == ('torch', 'Size'):
-      return tuple
-    raise UserError(f'unexpected object {module}.{name} in the .pth file: not a plain '
-                    'state_dict of tensors')
-
-  def persistent_load(self, pid):
-    kind = pid[0].decode() if isinstance(pid[0], bytes) else pid[0]
-    if kind != 'storage':
-      raise UserError(f'unexpected persistent object {kind!r} in the .pth file')
-    dtype, key = pid[1], str(pid[2])
-    if key not in self.storages:
-      self.storages[key] = self._storage_source(key, dtype)
-    if len(pid) > 5 and pid[5] is not None:  # storage views: only PyTorch < 1.0 wrote them
-      raise UserError('unsupported .pth: written by PyTorch < 1.0 (storage views)')
-    return self.storages[key]
-
-
-def _materialise(obj):
-  if isinstance(obj, _LazyTensor):
-    return obj.numpy()
-  if isinstance(obj, dict):
-    return collections.OrderedDict((k, _materialise(v)) for k, v in obj.items())
-  return obj
-
-
-def _read_zip(path):
-  with zipfile.ZipFile(path) as archive:
-    names = archive.namelist()
-    pkl = [n for n in names if n.endswith('data.pkl')]
-    if not pkl:
-      raise UserError(f'{path} is a zip file but not a torch.save archive (no data.pkl)')
-    prefix = pkl[0][:-len('data.pkl')]
-    big_endian = (prefix + 'byteorder' in names
-                  and archive.read(prefix + 'byteorder').strip() == b'big')
-
-    def load_storage(key, dtype):
-      storage = _Storage(dtype)
-      raw = archive.read(f'{prefix}data/{key}')
-      dt = storage.dtype.newbyteorder('>') if big_endian else storage.dtype
-      storage.data = np.frombuffer(raw, dt).astype(storage.dtype)
-      return storage
-
-    unpickler = _TorchUnpickler(io.BytesIO(archive.read(pkl[0])), load_storage)
-    result = unpickler.load()
-  return result, unpickler.storages
-
-
-def _read_legacy(path):
-  with open(path, 'rb') as f:
-    try:
-      magic = pickle.load(f)
-    except Exception as e:  # pylint: disable=broad-except
-      raise UserError(f'{path} is not a torch.save file ({type(e).__name__})') from None
-    if magic != _LEGACY_MAGIC:
-      raise UserError(f'{path} is not a torch.save file (bad magic number)')
-    pickle.load(f)  # protocol version
-    pickle.load(f)  # sys info (byte order, type sizes)
-    unpickler = _TorchUnpickler(f, lambda key, dtype: _Storage(dtype))
-    result = unpickler.load()
-    keys = pickle.load(f)
-    for key in keys:
-      storage = unpickler.storages[str(key)]
-      # Each storage: int64 element count, then the raw little-endian elements.
-      (count,) = np.frombuffer(f.read(8), '<i8')
-      raw = f.read(int(count) * storage.dtype.itemsize)
-      if len(raw) != int(count) * storage.dtype.itemsize:
-        raise UserError(f'{path} is truncated (storage {key} is incomplete)')
-      storage.data = np.frombuffer(raw, storage.dtype.newbyteorder('<')).astype(storage.dtype)
-  return result, unpickler.storages
-
-
-def _read_pth_plain(path):
-  result, _ = _read_zip(path) if zipfile.is_zipfile(path) else _read_legacy(path)
-  if not isinstance(result, dict):
-    raise UserError(f'{path} does not hold a state_dict (found {type(result).__name__})')
-  return _materialise(result)
-
-
-def _read_pth_torch(path):
-  import torch  # pylint: disable=import-outside-toplevel
-  state = torch.load(path, map_location='cpu', weights_only=True)
-  if not isinstance(state, dict):
-    raise UserError(f'{path} does not hold a state_dict (found {type(state).__name__})')
-  return collections.OrderedDict((k, v.detach().cpu().numpy()) for k, v in state.items())
-
-
-def read_pth(path, use_torch=None):
-  """Reads a `torch.save`d state_dict into NumPy arrays.
-
-  Args:
-    path: the `.pth` file.
-    use_torch: True: read with torch; False: with the built-in reader; None: torch when it
-      is importable.
-
-  Returns:
-    OrderedDict name -> np.ndarray.
-  """
-  path = pathlib.Path(path)
-  if not path.is_file():
-    raise UserError(f'no such file: {path}')
-  if use_torch is None:
-    try:
-      import torch  # pylint: disable=import-outside-toplevel,unused-import
-      use_torch = True
-    except ImportError:
-      use_torch = False
-  try:
-    return _read_pth_torch(path) if use_torch else _read_pth_plain(path)
-  except UserError:
-    raise
-  except Exception as e:  # pylint: disable=broad-except
-    raise UserError(f'cannot read {path} as a PyTorch state_dict: {type(e).__name__}: '
-                    f'{e}'.splitlines()[0]) from None
+cache_dir = pretrained.cache_dir
+sha256_file = pretrained.sha256_file
+unflatten = pretrained.unflatten
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,59 +82,58 @@ def _param_path(torch_key):
   raise KeyError(torch_key)
 
 
-def _flat_shapes():
+@functools.lru_cache(maxsize=None)
+def _flat_shapes_cached():
   flat = {}
   for path, leaf in jax.tree_util.tree_flatten_with_path(inception.param_shapes())[0]:
     flat['/'.join(k.key for k in path)] = tuple(leaf.shape)
   return flat
 
 
+def _flat_shapes():
+  """{flat parameter name: shape} of the Flax FID Inception."""
+  return dict(_flat_shapes_cached())
+
+
+def _to_flat(state_dict):
+  """pytorch-fid state_dict -> flat parameters, unchecked (the spec's converter)."""
+  flat = {}
+  for key, value in state_dict.items():
+    try:
+      mapped = _param_path(key)
+    except (KeyError, ValueError):
+      raise ValueError(f'unexpected key {key!r}; expected the torchvision Inception3 names of '
+                       'pytorch-fid\'s FID Inception') from None
+    if mapped is None:
+      continue
+    path, transpose = mapped
+    value = np.asarray(value)
+    if transpose:
+      value = value.T if value.ndim == 2 else value.transpose(2, 3, 1, 0)  # OIHW -> HWIO
+    flat['/'.join(path)] = value
+  return flat
+
+
+SPEC = pretrained.WeightsSpec(
+    name='fid_inception', title='FID Inception weights', filename=PTH_NAME,
+    sha256=PTH_SHA256, url=PTH_URL, env_var=ENV_WEIGHTS, subdir='inception',
+    converted_name=CONVERTED_NAME, format_tag=FORMAT_TAG, convert=_to_flat,
+    shapes=_flat_shapes, convert_command=CONVERT_COMMAND)
+
+
+def _spec():
+  """SPEC with this module's current constants (they stay the one place to change them)."""
+  return dataclasses.replace(SPEC, sha256=PTH_SHA256, url=PTH_URL, filename=PTH_NAME)
+
+
 def _check_flat(flat, source):
   """Raises UserError unless `flat` has exactly the expected names, shapes, finite values."""
-  expected = _flat_shapes()
-  missing = sorted(set(expected) - set(flat))
-  extra = sorted(set(flat) - set(expected))
-  if missing or extra:
-    raise UserError(f'{source} is not the FID Inception: {len(missing)} parameters missing '
-                    f'(e.g. {missing[:2]}), {len(extra)} unexpected (e.g. {extra[:2]})')
-  for name, shape in expected.items():
-    if tuple(flat[name].shape) != shape:
-      raise UserError(f'{source}: parameter {name} has shape {tuple(flat[name].shape)}, '
-                      f'expected {shape}')
-    if not np.all(np.isfinite(flat[name])):
-      raise UserError(f'{source}: parameter {name} has non-finite values')
+  pretrained.check_flat(_spec(), flat, source)
 
 
 def state_dict_to_flat(state_dict, source='state_dict'):
   """pytorch-fid state_dict (numpy arrays) -> flat jaxgen parameters {'a/b/kernel': array}."""
-  flat = {}
-  for key, value in state_dict.items():
-    value = np.asarray(value)
-    try:
-      mapped = _param_path(key)
-    except KeyError:
-      raise UserError(f'{source}: unexpected key {key!r}; expected the torchvision Inception3 '
-                      'names of pytorch-fid\'s FID Inception') from None
-    if mapped is None:
-      continue
-    path, transpose = mapped
-    if transpose:
-      value = value.T if value.ndim == 2 else value.transpose(2, 3, 1, 0)  # OIHW -> HWIO
-    flat['/'.join(path)] = np.ascontiguousarray(value, np.float32)
-  _check_flat(flat, source)
-  return flat
-
-
-def unflatten(flat):
-  """{'a/b/kernel': array} -> nested dict pytree."""
-  tree = {}
-  for name, value in flat.items():
-    node = tree
-    *parents, leaf = name.split('/')
-    for p in parents:
-      node = node.setdefault(p, {})
-    node[leaf] = value
-  return tree
+  return pretrained.convert_state_dict(_spec(), state_dict, source)
 
 
 def convert_state_dict(state_dict):
@@ -380,65 +188,35 @@ def random_state_dict(seed=0):
   return out
 
 
-def _atomic_savez(path, arrays):
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + '.', suffix='.tmp')
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      np.savez(f, **arrays)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
 def save_converted(flat, path, source_sha256=''):
   """Writes flat parameters to a jaxgen weight file (atomically)."""
-  arrays = dict(flat)
-  arrays['__format__'] = np.array(FORMAT_TAG)
-  arrays['__source_sha256__'] = np.array(source_sha256)
-  _atomic_savez(path, arrays)
+  pretrained.save_converted(_spec(), flat, path, source_sha256)
 
 
 def load_converted(path):
   """Reads and validates a jaxgen weight file. Returns (nested params, source sha256)."""
-  path = pathlib.Path(path)
-  try:
-    with np.load(path, allow_pickle=False) as data:
-      if '__format__' not in data.files or str(data['__format__']) != FORMAT_TAG:
-        raise UserError(f'{path} is not a jaxgen FID Inception weight file; make one with '
-                        f'`{CONVERT_COMMAND}`')
-      source = str(data['__source_sha256__']) if '__source_sha256__' in data.files else ''
-      flat = {k: data[k] for k in data.files if not k.startswith('__')}
-  except UserError:
-    raise
-  except Exception as e:  # pylint: disable=broad-except  (bad zip, CRC error, truncation)
-    raise UserError(f'{path} is corrupt ({type(e).__name__}); delete it and convert again '
-                    f'with `{CONVERT_COMMAND}`') from None
-  _check_flat(flat, path)
+  flat, source = pretrained.load_converted(_spec(), path)
   return unflatten(flat), source
 
 
-def sha256_file(path):
-  digest = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for block in iter(lambda: f.read(1 << 20), b''):
-      digest.update(block)
-  return digest.hexdigest()
+def read_pth(path, use_torch=None):
+  """Reads a `torch.save`d state_dict into NumPy arrays.
+
+  Args:
+    path: the `.pth` file.
+    use_torch: True: read with torch; False: with the built-in reader; None: torch when it
+      is importable.
+
+  Returns:
+    OrderedDict name -> np.ndarray.
+  """
+  return pretrained.load_torch_state_dict(path, use_torch)
 
 
 def convert_pth(pth, out, check_hash=True, use_torch=None):
   """Converts pytorch-fid's `.pth` into a jaxgen weight file. Returns the nested params."""
-  digest = sha256_file(pth)
-  if check_hash and digest != PTH_SHA256:
-    raise UserError(f'{pth} has SHA-256 {digest[:12]}..., not pytorch-fid\'s '
-                    f'{PTH_SHA256[:12]}...: the file is corrupt or a different model '
-                    '(re-download it; pass --no-hash-check only for a deliberate other file)')
-  flat = state_dict_to_flat(read_pth(pth, use_torch), source=str(pth))
-  if out is not None:
-    save_converted(flat, out, digest)
+  flat = pretrained.convert_pth(_spec(), pth, out, check_hash,
+                                reader=lambda path: read_pth(path, use_torch))
   return unflatten(flat)
 
 
@@ -451,36 +229,8 @@ def download(url, dest, expected_sha256=None, timeout=60):
 
   Raises UserError when the download fails or the hash differs; nothing is left behind then.
   """
-  expected_sha256 = expected_sha256 or PTH_SHA256
-  dest = pathlib.Path(dest)
-  dest.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + '.', suffix='.part')
-  digest = hashlib.sha256()
-  try:
-    with os.fdopen(fd, 'wb') as f, urllib.request.urlopen(url, timeout=timeout) as response:
-      for block in iter(lambda: response.read(1 << 20), b''):
-        digest.update(block)
-        f.write(block)
-    if digest.hexdigest() != expected_sha256:
-      raise UserError(f'downloaded {url} has SHA-256 {digest.hexdigest()[:12]}..., expected '
-                      f'{expected_sha256[:12]}...: the download is corrupt; try again')
-    os.replace(tmp, dest)
-  except (urllib.error.URLError, OSError, ValueError) as e:
-    raise UserError(f'cannot download {url} ({e}); ' + _missing_message(dest.parent)) from None
-  finally:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-  return dest
-
-
-def _load_explicit(path, source):
-  path = pathlib.Path(path).expanduser()
-  if not path.is_file():
-    raise UserError(f'Inception weights {path} (from {source}) do not exist; '
-                    + _missing_message(cache_dir() / 'inception'))
-  if path.suffix == '.pth':
-    return convert_pth(path, out=None, check_hash=True)
-  return load_converted(path)[0]
+  spec = dataclasses.replace(_spec(), sha256=expected_sha256 or PTH_SHA256)
+  return pretrained.download(spec, dest, url, timeout)
 
 
 def load_params(weights=None, cache=None, allow_download=True, url=PTH_URL):
@@ -499,32 +249,8 @@ def load_params(weights=None, cache=None, allow_download=True, url=PTH_URL):
     UserError: nothing found (the message names the file, the folder and the command), a
       hash mismatch, or an invalid file.
   """
-  if weights:
-    return _load_explicit(weights, 'the weights argument')
-  if os.environ.get(ENV_WEIGHTS):
-    return _load_explicit(os.environ[ENV_WEIGHTS], f'${ENV_WEIGHTS}')
-
-  folder = pathlib.Path(cache or cache_dir()) / 'inception'
-  converted = folder / CONVERTED_NAME
-  pth = folder / PTH_NAME
-  if converted.is_file():
-    try:
-      params, source = load_converted(converted)
-      if source == PTH_SHA256:
-        return params
-      problem = 'was not converted from the official weights'
-    except UserError as e:
-      problem = str(e)
-    warnings.warn(f'rebuilding the cached Inception weights: {problem}')
-    converted.unlink()
-  if not pth.is_file():
-    if not allow_download:
-      raise UserError(_missing_message(folder))
-    download(url, pth)
-  elif sha256_file(pth) != PTH_SHA256:
-    raise UserError(f'{pth} has the wrong SHA-256 (corrupt or incomplete download): delete it '
-                    'and run again to re-download, or replace it with ' + PTH_URL)
-  return convert_pth(pth, converted, check_hash=True)
+  return pretrained.load_params(_spec(), weights, cache, allow_download, url,
+                                reader=lambda path: read_pth(path))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -9,18 +9,33 @@ the config's family-specific settings (raising `jaxgen.errors.UserError`, before
 written or compiled), and provides:
 
 Training
+  prepare_training()               loads what only training needs (e.g. a perceptual loss's
+                                   pretrained weights; UserError when missing), called before
+                                   anything is written; sampling, export and evaluation skip it
   init_state(rng)                  the train state, a flax struct with `step` (int32) and `rng`
   step_variant(step)               a hashable static variant of the update at `step` (e.g.
                                    StyleGAN2's lazy regularisers); one compiled program each
   train_step(state, batch, variant) → (state, metrics)   pure; batch {'image': uint8 [B,R,R,C],
-                                   'label': int32 [B]}; metrics are float scalars
+                                   'label': int32 [B]} (+ 'input' with a task, below); metrics
+                                   are float scalars
   progress_metrics                 the metric names the progress bar shows
   param_count(state)               {network: parameter count} for the logs
 
+What a sample is made from
+  task                             None: from random latents (GANs, diffusion). Else a
+                                   `jaxgen.data.tasks.Task` (image-to-image): a sample is the
+                                   translation of an example's 'input'. The task's
+                                   `train_example(example, rng)` is the pipeline's per-example
+                                   transform (crop, degradation); the evaluator scores outputs
+                                   against held-out targets (`eval_example`) beside the task's
+                                   `baseline`; `jaxgen.translate` applies the model to files.
+
 Sampling (a "sample" is one image; how many network passes it takes is the recipe's business)
-  latents(rng, n)                  the random input of n samples (GAN z; diffusion noise)
+  latents(rng, n)                  the random input of n samples (GAN z; diffusion noise);
+                                   recipes with a task have none
   generate(state, z, labels, **options) → images [N, R, R, C] in ≈ [−1, 1]
-                                   pure and jit-able; labels int32 [N] (ignored when
+                                   pure and jit-able; z: latents, or with a task its inputs
+                                   [N, h, w, c_in]; labels int32 [N] (ignored when
                                    unconditional); deterministic given z and options
   sampling_options                 the keyword options `generate` takes, e.g. StyleGAN2's
                                    truncation_psi, diffusion's sampler/num_steps/guidance;
@@ -37,6 +52,8 @@ Benchmarks
                                    NFE, doubled under classifier-free guidance)
   network_forward(state, z, labels)  one such pass, for FLOP counts (XLA counts a loop's body
                                    once, so a sampler's FLOPs are this × the evaluations)
+
+Recipes: 'dcgan', 'stylegan2', 'diffusion' (latents), 'translation' (a task).
 """
 
 

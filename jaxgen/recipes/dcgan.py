@@ -67,6 +67,9 @@ class DCGAN:
     self.image_shape = (res, res, config.data.channels)
     self._constrain = parallel.batch_constraint(mesh)
 
+  def prepare_training(self):
+    """Nothing beyond the networks is needed to train."""
+
   def step_variant(self, step):
     """Static variant of the update at `step` (DCGAN has one; StyleGAN's lazy regs have more)."""
     del step
@@ -144,6 +147,8 @@ class DCGAN:
     }
     return new_state, metrics
 
+  # Samples are made from latents, not from a task's inputs.
+  task = None
   # The metrics of `train_step` the progress bar shows.
   progress_metrics = ('loss/d', 'loss/g')
   # The parts of the train state that `generate` reads (what `jaxgen.export` writes).

@@ -144,6 +144,9 @@ class Diffusion:
                       'one is unconditional, leave it at 1')
     return s
 
+  def prepare_training(self):
+    """Nothing beyond the networks is needed to train."""
+
   def step_variant(self, step):
     """One update program for every step."""
     del step
@@ -210,6 +213,8 @@ class Diffusion:
 
   # ----------------------------------------------------------------------------------------------
 
+  # Samples are made from latents, not from a task's inputs.
+  task = None
   # The metrics of `train_step` the progress bar shows.
   progress_metrics = ('loss/denoise',)
   # The parts of the train state that `generate` reads (what `jaxgen.export` writes).

@@ -134,6 +134,9 @@ class StyleGAN2:
 
   # ----------------------------------------------------------------------------------------------
 
+  def prepare_training(self):
+    """Nothing beyond the networks is needed to train."""
+
   def step_variant(self, step):
     """(run path length, run R1) at `step`: the lazy regularisers' phases, as static flags."""
     obj = self.obj
@@ -310,6 +313,8 @@ class StyleGAN2:
 
   # ----------------------------------------------------------------------------------------------
 
+  # Samples are made from latents, not from a task's inputs.
+  task = None
   # The metrics of `train_step` the progress bar shows.
   progress_metrics = ('loss/d', 'loss/g')
   # The parts of the train state that `generate` reads (what `jaxgen.export` writes).
