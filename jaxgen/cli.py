@@ -10,6 +10,8 @@ import traceback
 
 from absl import flags, logging
 
+from jaxgen.errors import UserError
+
 
 def parse_flags(argv):
   """absl's parser, but a bad config file or override is one line and exit status 2, no
@@ -219,3 +221,15 @@ def report_user_error(error):
   """A UserError as one `jaxgen: error: ...` line on stderr; returns the exit status, 2."""
   print(f'jaxgen: error: {" ".join(str(error).split())}', file=sys.stderr)
   return 2
+
+
+def run_command(run, args, summary):
+  """The body of a command's `main`: quiet logging, `run(args)`, then one `summary(result)` line
+  on stdout (exit 0), or a UserError as one error line (exit 2)."""
+  setup_logging(quiet=True)
+  try:
+    result = run(args)
+  except UserError as error:
+    return report_user_error(error)
+  print(summary(result))
+  return 0

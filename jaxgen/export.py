@@ -19,7 +19,7 @@ import os
 import sys
 
 from jaxgen import trained
-from jaxgen.cli import add_checkpoint_choice, report_user_error, setup_logging
+from jaxgen.cli import add_checkpoint_choice, run_command
 from jaxgen.errors import UserError
 
 
@@ -51,15 +51,9 @@ def run(args):
 
 def main(argv=None):
   args = parse_args(sys.argv[1:] if argv is None else argv)
-  setup_logging(quiet=True)
-  try:
-    step = run(args)
-  except UserError as e:
-    return report_user_error(e)
-  size = os.path.getsize(args.output) / 2**20
-  print(f'wrote the EMA generator of step {step} of {args.workdir} to {args.output} '
-        f'({size:.1f} MiB)')
-  return 0
+  return run_command(run, args, lambda step: (
+      f'wrote the EMA generator of step {step} of {args.workdir} to {args.output} '
+      f'({os.path.getsize(args.output) / 2**20:.1f} MiB)'))
 
 
 if __name__ == '__main__':

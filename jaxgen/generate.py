@@ -29,7 +29,7 @@ import re
 import sys
 
 from jaxgen import trained
-from jaxgen.cli import add_checkpoint_choice, report_user_error, setup_logging
+from jaxgen.cli import add_checkpoint_choice, run_command
 from jaxgen.errors import UserError, check_local
 
 NOISE_MODES = ('const', 'random', 'none')
@@ -245,13 +245,7 @@ def run(args):
 
 def main(argv=None):
   args = parse_args(sys.argv[1:] if argv is None else argv)
-  setup_logging(quiet=True)
-  try:
-    written = run(args)
-  except UserError as e:
-    return report_user_error(e)
-  print(f'wrote {len(written)} PNG(s) to {args.outdir}')
-  return 0
+  return run_command(run, args, lambda written: f'wrote {len(written)} PNG(s) to {args.outdir}')
 
 
 if __name__ == '__main__':

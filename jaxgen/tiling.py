@@ -141,3 +141,37 @@ class Translator:
     inputs = self.task.user_input(image, mask)
     return translate_tiled(self._fn, inputs, self.tile, self.overlap, self.task.scale,
                            self.batch_size, out_channels=self.task.channels)
+
+
+def translate_files(translator, paths, outputs, masks=None, mask_colour=None):
+  """Translates each picture of `paths` into `outputs[path]` (PNG, folders created); returns the
+  paths written. Inpainting takes each picture's mask file from `masks` or, with `mask_colour`
+  (R, G, B), its pixels within ±8 of that colour as holes. Unreadable pictures (or masks) are
+  skipped with one warning each."""
+  import logging  # pylint: disable=import-outside-toplevel
+  import os  # pylint: disable=import-outside-toplevel
+  from jaxgen import summaries  # pylint: disable=import-outside-toplevel
+  log = logging.getLogger('jaxgen')
+  task = translator.task
+  written = []
+  for path in paths:
+    image = read_picture(path, task.channels)
+    if image is None:
+      log.warning('Skipped %s: not a readable picture.', path)
+      continue
+    mask = None
+    if task.name == 'inpaint':
+      if masks:
+        mask = read_mask(masks[path], image.shape[:2])
+        if mask is None:
+          log.warning('Skipped %s: its mask %s is not a readable picture of the same size.',
+                      path, masks[path])
+          continue
+      else:
+        distance = np.abs(image.astype(np.int32) - np.asarray(mask_colour)[:image.shape[-1]])
+        mask = (distance.max(axis=-1, keepdims=True) <= 8).astype(np.float32)
+    out = translator(image, mask)
+    os.makedirs(os.path.dirname(outputs[path]) or '.', exist_ok=True)
+    summaries.save_png(summaries.to_uint8(out), outputs[path])
+    written.append(outputs[path])
+  return written

@@ -24,7 +24,7 @@ import os
 import sys
 
 from jaxgen import trained
-from jaxgen.cli import add_checkpoint_choice, report_user_error, setup_logging
+from jaxgen.cli import add_checkpoint_choice, run_command
 from jaxgen.errors import UserError, check_local
 
 log = logging.getLogger('jaxgen')
@@ -131,8 +131,7 @@ def run(args):
   inputs = list_inputs(args.input)
   outputs = check_outputs(args, inputs)
   colour = _parse_colour(args.mask_color) if args.mask_color else None
-  import numpy as np  # pylint: disable=import-outside-toplevel
-  from jaxgen import parallel, summaries, tiling  # pylint: disable=import-outside-toplevel
+  from jaxgen import parallel, tiling  # pylint: disable=import-outside-toplevel
 
   mesh = parallel.create_mesh()
   if args.network:
@@ -157,39 +156,14 @@ def run(args):
   translator = tiling.Translator(restored, mesh, args.tile, args.overlap, args.batch_size)
   log.info('Translating %d picture(s) with step %d of %s (%s, tiles of %d px).', len(inputs),
            restored.step, args.network or args.workdir, task.name, translator.tile)
-  written = []
-  for path, _ in inputs:
-    image = tiling.read_picture(path, task.channels)
-    if image is None:
-      log.warning('Skipped %s: not a readable picture.', path)
-      continue
-    mask = None
-    if task.name == 'inpaint':
-      if args.mask:
-        mask = tiling.read_mask(masks[path], image.shape[:2])
-        if mask is None:
-          log.warning('Skipped %s: its mask %s is not a readable picture of the same size.',
-                      path, masks[path])
-          continue
-      else:
-        mask = (np.abs(image.astype(np.int32) - np.asarray(colour)[:image.shape[-1]])
-                .max(axis=-1, keepdims=True) <= 8).astype(np.float32)
-    out = translator(image, mask)
-    os.makedirs(os.path.dirname(outputs[path]) or '.', exist_ok=True)
-    summaries.save_png(summaries.to_uint8(out), outputs[path])
-    written.append(outputs[path])
-  return written
+  return tiling.translate_files(translator, [path for path, _ in inputs], outputs, masks,
+                                colour)
 
 
 def main(argv=None):
   args = parse_args(sys.argv[1:] if argv is None else argv)
-  setup_logging(quiet=True)
-  try:
-    written = run(args)
-  except UserError as e:
-    return report_user_error(e)
-  print(f'wrote {len(written)} picture(s) to {args.outdir}')
-  return 0
+  return run_command(run, args,
+                     lambda written: f'wrote {len(written)} picture(s) to {args.outdir}')
 
 
 if __name__ == '__main__':
