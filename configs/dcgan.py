@@ -14,6 +14,31 @@ reduction, through tensorflow-datasets (prepare them first, see README):
 
 import ml_collections
 
+REMEDIES = ('wgan_gp', 'hinge', 'lsgan', 'sn_hinge')
+
+
+def remedy(config, name):
+  """The quickstart (embedded data, 32×32, half width, 2,500 steps of 64) with one GAN remedy."""
+  if name == 'wgan_gp':
+    # Gulrajani et al.'s DCGAN experiment: λ = 10, five critic updates per G update, a critic
+    # with layer norm instead of batch norm, Adam(1e-4, β = (0, 0.9)).
+    config.objective.name = 'wgan-gp'
+    config.objective.n_critic = 5
+    config.objective.gp_weight = 10.0
+    config.model.d_norm = 'layer'
+    config.optimizer.g_lr = config.optimizer.d_lr = 1e-4
+    config.optimizer.b1, config.optimizer.b2 = 0.0, 0.9
+  elif name == 'hinge':
+    config.objective.name = 'hinge'  # The paper's D (batch norm) and Adam.
+  elif name == 'lsgan':
+    config.objective.name = 'lsgan'  # Mao et al. train with the same Adam(2e-4, β1 = 0.5).
+  elif name == 'sn_hinge':
+    # Miyato et al.: spectral norm on every layer of D, no batch norm, the hinge loss, one D
+    # update per G update with Adam(2e-4, β = (0.5, 0.999)) (their setting C, DCGAN's own).
+    config.objective.name = 'hinge'
+    config.model.d_norm = 'none'
+    config.model.spectral_norm = True
+
 
 def get_config(preset=''):
   config = ml_collections.ConfigDict()
@@ -42,10 +67,17 @@ def get_config(preset=''):
   config.model.d_base_channels = 32  # quickstart within minutes.
   config.model.max_channels = 512
   config.model.dtype = 'float32'  # 'bfloat16' for mixed precision on GPU/TPU.
+  # D's normalisation: 'batch' (the paper's), 'layer' (WGAN-GP's critic) or 'none'.
+  config.model.d_norm = 'batch'
+  config.model.spectral_norm = False  # Spectral norm on every weight of D (Miyato et al.).
 
-  # Objective: the non-saturating logistic loss (jaxgen/objectives/nonsaturating.py).
+  # Objective: the adversarial loss, one of jaxgen/objectives/gan_losses.py: 'nonsaturating'
+  # (the paper's), 'wgan-gp', 'hinge', 'lsgan'.
   config.objective = ml_collections.ConfigDict()
   config.objective.name = 'nonsaturating'
+  config.objective.n_critic = 1  # D updates per G update (5 in the WGAN-GP paper).
+  config.objective.gp_weight = 10.0  # WGAN-GP's λ; read only with name='wgan-gp'.
+  config.objective.drift = 0.0  # ProGAN's ε_drift · E D(x)² (0.001 there); 0 = off.
 
   # Optimizer: Adam as in the paper (lr 2e-4, β1 0.5 for stability).
   config.optimizer = ml_collections.ConfigDict()
@@ -92,8 +124,12 @@ def get_config(preset=''):
     config.data.source = 'tfds:celeb_a:train'
     config.data.resolution = 64
     config.train.num_steps = 20000
+  elif preset in REMEDIES:
+    remedy(config, preset)
+    return config
   elif preset:
-    raise ValueError(f'unknown preset {preset!r}: use mnist, cifar10 or celeb_a')
+    raise ValueError(f'unknown preset {preset!r}: use mnist, cifar10 or celeb_a (datasets), '
+                     f'or {", ".join(REMEDIES)} (GAN remedies)')
   if preset:
     config.model.g_base_channels = config.model.d_base_channels = 64  # The paper's width.
     config.eval.num_images = 4096

@@ -69,12 +69,14 @@ def get_config(preset=''):
   # clamped to ±conv_clamp (0 = no clamp). Off on a CPU, where bf16 is slower than float32.
   config.model.num_bf16_res = 0
   config.model.conv_clamp = 0.0
+  config.model.spectral_norm = False  # Not for StyleGAN2 (R1 keeps D in check): True is refused.
 
   # Objective (jaxgen/objectives/stylegan2.py): non-saturating logistic loss and the lazy
   # regularisers. γ: the official `auto` heuristic 0.0002 · R² / batch gives 0.013 here; 0.05
   # kept D in check better in 7,000-step CPU runs (SWD 60 vs 75 at 0.0064 with other settings).
   config.objective = ml_collections.ConfigDict()
   config.objective.name = 'stylegan2'
+  config.objective.loss = 'nonsaturating'  # Gmain/Dmain: the official one, 'hinge' or 'lsgan'.
   config.objective.r1_gamma = 0.05
   config.objective.r1_interval = 16  # Lazy R1: every 16 steps, scaled by 16.
   config.objective.pl_weight = 0.0  # Path-length regularisation (2 in `stylegan2`); 0 = off.

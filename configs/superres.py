@@ -22,14 +22,21 @@ Apply it to your own pictures (any size; large ones are tiled with blended seams
   python -m jaxgen.translate --workdir=/tmp/superres --input=small.png --outdir=out
 
 Presets (`--config=configs/superres.py:NAME`); point data.source at your images (e.g. a folder
-of DIV2K HR images with data.resolution=512 and random crops):
+of DIV2K HR images with data.resolution=512 and random crops), or at a dataset of real pairs,
+whose LR images replace jaxgen's bicubic down-scaling: --config.data.source=tfds:div2k/bicubic_x4
+(the scale must be task.scale; jaxgen/data/tfds_source.py):
   msrresnet  BasicSR's MSRResNet ×4 (64 features, 16 blocks, 1,517,571 parameters): 128² GT
              crops, batch 16, L1, Adam 2e-4 (β 0.9, 0.99), cosine decay over 1 M steps.
   rrdb       ESRGAN's PSNR-oriented RRDB ×4 (23 blocks, 16,697,987 parameters), same training.
   esrgan     ESRGAN's GAN stage: the RRDB G, BasicSR's VGG-style D on 128² crops, relativistic
              GAN 5e-3 + L1 1e-2 + VGG19 conv5_4 perceptual 1, Adam 1e-4 (β 0.9, 0.99), EMA; needs
              the ImageNet VGG19 weights (jaxgen/pretrained.py says where they are looked for).
-             Start it from a trained `rrdb` run's weights in practice.
+             As ESRGAN, it starts from the PSNR-oriented RRDB (`model.init_from`: G's weights
+             and their EMA; D and Adam start afresh): train `rrdb` first, then the GAN stage,
+               python -m jaxgen.main --config=configs/superres.py:rrdb --workdir=/tmp/superres_rrdb
+               python -m jaxgen.main --config=configs/superres.py:esrgan --workdir=/tmp/esrgan
+             or point --config.model.init_from at your PSNR run (a workdir, or one of its
+             checkpoints/<step> folders).
 """
 
 import importlib.util
@@ -81,6 +88,7 @@ def get_config(preset=''):
     config.model.discriminator = 'vgg128'
     config.model.ndf = 64
     config.model.d_conditional = False
+    config.model.init_from = '/tmp/superres_rrdb'  # The `rrdb` run (ESRGAN's 051 → 052 stage).
     config.objective.gan_loss = 'ragan'
     config.objective.gan_weight = 5e-3
     config.objective.pixel_weight = 1e-2

@@ -126,11 +126,20 @@ def _flatten(tree, prefix=''):
 
 
 def experiment_differences(saved, current):
-  """Dotted keys whose values differ between two config dicts, ignoring RESUMABLE_CHANGES."""
+  """Dotted keys whose values differ between two config dicts, ignoring RESUMABLE_CHANGES and
+  keys that only one of them has (see `settings_added_or_removed`)."""
   a, b = _flatten(saved), _flatten(current)
-  keys = sorted(set(a) | set(b))
-  return [k for k in keys if a.get(k, '<absent>') != b.get(k, '<absent>')
+  keys = sorted(set(a) & set(b))
+  return [k for k in keys if a[k] != b[k]
           and not any(k == r or (r.endswith('.') and k.startswith(r)) for r in RESUMABLE_CHANGES)]
+
+
+def settings_added_or_removed(saved, current):
+  """Dotted keys in only one of two config dicts. A run started by an older jaxgen lacks the
+  settings added since (their defaults keep the old behaviour), so these are no reason to refuse
+  a resume; `check_experiment` names them in a warning."""
+  a, b = _flatten(saved), _flatten(current)
+  return sorted(set(a) ^ set(b))
 
 
 def check_experiment(workdir, config_dict, allow_change=False):
@@ -148,6 +157,10 @@ def check_experiment(workdir, config_dict, allow_change=False):
   except (OSError, ValueError) as e:
     raise UserError(f'{path} is unreadable ({e}): move it away or use another workdir') from e
   diffs = experiment_differences(saved, current)
+  changed = settings_added_or_removed(saved, current)
+  if changed and not diffs:
+    log.warning('%s predates (or postdates) these settings of this jaxgen: %s; continuing '
+                    'with their current values', path, ', '.join(changed))
   if diffs and not allow_change:
     shown = ', '.join(f'{k}: {_flatten(saved).get(k, "<absent>")!r} → '
                       f'{_flatten(current).get(k, "<absent>")!r}' for k in diffs[:3])

@@ -13,7 +13,9 @@ one `name: value` line per result (IS adds `_std`, precision/recall give `_preci
 `_recall`). Diffusion runs sample with their `config.sampling`; `--sampler`, `--steps`,
 `--guidance`, ... override it. Image-to-image runs are scored on their held-out pairs, each
 metric beside the task's baseline (`baseline_psnr`, ...): `psnr`, `ssim`, `psnr_y`, `ssim_y`,
-`lpips`, `fid` (jaxgen.evaluation.PairedEvaluator). Reads the workdir and never writes to it
+`lpips`, `fid` (jaxgen.evaluation.PairedEvaluator); unpaired (CycleGAN) runs translate held-out
+A images and take `swd`, `fid` against B and, on the embedded two domains, `psnr`, `ssim`
+against the known translation (UnpairedEvaluator). Reads the workdir and never writes to it
 (except `--output`, if you point it there); real-data statistics are cached in
 `$JAXGEN_CACHE/fid_stats`.
 
@@ -79,20 +81,26 @@ def apply_sampling_overrides(args, config):
     config.sampling[field] = getattr(args, flag[2:])
 
 
-def parse_metrics(text, paired=False):
-  """'fid50k, kid50k' -> ['fid50k', 'kid50k']; UserError on an unknown or missing name.
-  `paired`: the names of an image-to-image run (psnr, ssim, ...; jaxgen/evaluation.py)."""
-  from jaxgen.metrics import registry  # pylint: disable=import-outside-toplevel
+def metric_names(text):
+  """'fid50k, kid50k' -> ['fid50k', 'kid50k']; UserError when it names none."""
   names = [n.strip() for n in text.split(',') if n.strip()]
   if not names:
     raise UserError('--metrics names no metric: e.g. --metrics=fid50k,kid50k (image-to-image '
                     'runs: --metrics=psnr,ssim)')
-  if paired:
-    from jaxgen.evaluation import PAIRED_METRICS  # pylint: disable=import-outside-toplevel
-    unknown = [n for n in names if n not in PAIRED_METRICS]
+  return names
+
+
+def parse_metrics(text, allowed=None):
+  """'fid50k, kid50k' -> ['fid50k', 'kid50k']; UserError on an unknown or missing name.
+  `allowed`: the names the evaluator of a run with a task computes (its `METRICS`, e.g. psnr,
+  ssim; jaxgen/evaluation.py); None: a run that samples from latents (swd, Inception metrics)."""
+  from jaxgen.metrics import registry  # pylint: disable=import-outside-toplevel
+  names = metric_names(text)
+  if allowed is not None:
+    unknown = [n for n in names if n not in allowed]
     if unknown:
       raise UserError(f'--metrics has {", ".join(unknown)}, which an image-to-image run does '
-                      f'not compute: choose from {", ".join(PAIRED_METRICS)}')
+                      f'not compute: choose from {", ".join(allowed)}')
     return names
   for name in names:
     if name != 'swd':
@@ -107,14 +115,12 @@ def run(args, inception=None):
   loaded from --weights and the usual lookup.
   """
   config = trained.load_config(args.workdir)
-  paired = bool(config.get('task', {}).get('name'))
-  names = parse_metrics(args.metrics, paired)
+  metric_names(args.metrics)
   if args.output and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
     raise UserError(f'--output={args.output}: its folder does not exist')
   # Imported here so that --help and bad arguments answer quickly.
   from jaxgen import evaluation, parallel
 
-  config.eval.metrics = tuple(names)
   apply_sampling_overrides(args, config)
   if args.batch_size:
     config.eval.batch_size = args.batch_size
@@ -122,7 +128,12 @@ def run(args, inception=None):
     config.eval.inception_weights = args.weights
   mesh = parallel.create_mesh()
   restored = trained.restore(args.workdir, args.step, args.best, mesh, config)
-  if inception is None and not paired and any(n != 'swd' for n in names):
+  # The names a run's evaluator computes depend on its recipe: checked once it is built.
+  task = restored.recipe.task
+  names = parse_metrics(args.metrics, None if task is None else
+                        evaluation.TASK_EVALUATORS[task.evaluator].METRICS)
+  config.eval.metrics = tuple(names)
+  if inception is None and task is None and any(n != 'swd' for n in names):
     inception = evaluation.load_inception(config, mesh, allow_download=not args.no_download)
   step = restored.step
   logging.getLogger('jaxgen').info('Scoring step %d of %s with %s.', step, args.workdir,

@@ -33,6 +33,7 @@ warning and training goes on; an explicit path that does not work is an error.
 """
 
 import concurrent.futures
+import functools
 import logging
 import os
 import time
@@ -81,6 +82,21 @@ def load_inception(config, mesh, allow_download=True):
   weights = config.eval.get('inception_weights', '') or None
   return fid_lib.InceptionFeatures(weights=weights, mesh=mesh, allow_download=allow_download,
                                    resize=resize)
+
+
+def optional_inception(config, mesh, metrics, inception=None):
+  """The Inception network for 'fid' among `metrics` (`inception` if given); None when fid is
+  not asked for, or when its weights are missing and were not named explicitly (fid is then
+  skipped with one warning: the other metrics need no download)."""
+  if inception is not None or 'fid' not in metrics:
+    return inception
+  try:
+    return load_inception(config, mesh)
+  except UserError as e:
+    if config.eval.get('inception_weights', ''):
+      raise
+    log.warning('Skipping fid: %s', ' '.join(str(e).split()))
+    return None
 
 
 def dataset_key(config, source):
@@ -252,9 +268,9 @@ class PairedEvaluator:
   The sample grid shows input | output | target triplets of the first `log.num_samples` pairs.
   """
 
+  METRICS = PAIRED_METRICS
+
   def __init__(self, config, recipe, source, mesh, inception=None):
-    from jaxgen.data import degrade  # pylint: disable=import-outside-toplevel
-    self._degrade = degrade
     self.recipe = recipe
     self.task = recipe.task
     self.mesh = mesh
@@ -278,19 +294,13 @@ class PairedEvaluator:
         raise UserError(f'eval.metrics has {names[0]}, whose 11×11 window needs images of at '
                         f'least 11 pixels, but the evaluation images are {size}{what}: '
                         'evaluate larger images (task.crop, data.resolution) or drop it')
-    self.size = self.targets.shape[1]  # data.resolution, or task.crop's centre crop of it.
-    baseline = self.task.baseline(self.inputs, self.size)
+    # (H, W) of the targets: data.resolution², or task.crop's centre crop of it.
+    self.target_shape = self.targets.shape[1:3]
+    baseline = self.task.baseline(self.inputs, self.target_shape)
     self.baseline = None if baseline is None else summaries.to_uint8(baseline)
     self.num_samples = config.log.num_samples
     self.lpips = self._load_lpips(config) if 'lpips' in metrics else None
-    self.inception = inception
-    if 'fid' in metrics and inception is None:
-      try:
-        self.inception = load_inception(config, mesh)
-      except UserError as e:
-        if config.eval.get('inception_weights', ''):
-          raise
-        log.warning('Skipping fid: %s', ' '.join(str(e).split()))
+    self.inception = optional_inception(config, mesh, metrics, inception)
     self._generate = jax.jit(recipe.generate, out_shardings=parallel.batch_sharding(mesh))
     self._baseline_results = None
 
@@ -324,7 +334,9 @@ class PairedEvaluator:
     return np.concatenate(out)
 
   def _y(self, images):
-    y = self._degrade.rgb_to_ycbcr_y(images)[..., 0]
+    """The Y channel (MATLAB's rgb2ycbcr) of uint8 RGB images, `border` pixels cropped."""
+    from jaxgen.data import degrade  # pylint: disable=import-outside-toplevel
+    y = degrade.rgb_to_ycbcr_y(images)[..., 0]
     if self.border:
       y = y[:, self.border:-self.border, self.border:-self.border]
     return y.astype(np.float32)
@@ -377,7 +389,7 @@ class PairedEvaluator:
     count = min(count, len(self.inputs))
     inputs = self.inputs[:count]
     outputs = self.outputs_uint8(state, inputs)
-    shown = self.task.display(inputs, self.size)
+    shown = self.task.display(inputs, self.target_shape)
     if shown is None:  # e.g. a paired task whose input has another size: leave it black.
       shown = np.zeros_like(outputs)
     else:
@@ -385,9 +397,214 @@ class PairedEvaluator:
     return np.concatenate([shown, outputs, self.targets[:count]], axis=2)
 
 
+# ------------------------------------------------------------------------------------------------
+# Unpaired translation (CycleGAN): translations against the other domain.
+
+UNPAIRED_METRICS = ('swd', 'fid', 'psnr', 'ssim')
+
+
+class UnpairedEvaluator:
+  """Scores an unpaired translation run (a recipe whose task is jaxgen.data.unpaired's) on
+  fixed held-out images of both domains: the evaluation source's domains (data.holdout's
+  images, eval.source, e.g. CycleGAN's testA/testB; else the training images), the first
+  N = min(`eval.num_images`, |A|, |B|) of a fixed permutation of each, centre-cropped to
+  task.crop. Metrics (`eval.metrics`), each also reported for the trivial answer, the A image
+  itself untranslated, as `baseline_<name>`:
+
+    swd         SWD of G_A(A) against the B images (baseline: A against B, how far apart the
+                domains are to begin with)
+    fid         FID of G_A(A) against the B images (few images: biased upwards, but model and
+                baseline see the same B); skipped without Inception weights
+    psnr, ssim  G_A(a) against the true translation f(a), where the source knows it (the
+                embedded two-domain data, whose B is a known restyling; CycleGAN never sees
+                f(a)); on uint8 images as saved, data range 255
+
+  The sample grid's panels hold two rows, real A | G_A(A) | G_B(G_A(A)) over
+  real B | G_B(B) | G_A(G_B(B)), of the first `log.num_samples` images.
+  """
+
+  METRICS = UNPAIRED_METRICS
+
+  def __init__(self, config, recipe, source, mesh, inception=None):
+    self.recipe = recipe
+    self.task = recipe.task
+    metrics = tuple(config.eval.metrics)
+    unknown = [m for m in metrics if m not in UNPAIRED_METRICS]
+    if unknown:
+      raise UserError(f'eval.metrics has {", ".join(map(repr, unknown))}, which unpaired '
+                      f'translation runs do not compute: choose from {", ".join(UNPAIRED_METRICS)}')
+    if not hasattr(source, 'domain_a'):
+      raise UserError(f'the evaluation source {source.name!r} has one domain; unpaired runs '
+                      'evaluate on two: set eval.source to "unpaired:DIR_A,DIR_B" (or use '
+                      'data.holdout)')
+    truth = getattr(source, 'truth_a', None)
+    if truth is None and {'psnr', 'ssim'} & set(metrics):
+      raise UserError(f'eval.metrics has psnr/ssim, which compare translations with the true '
+                      f'ones, but {source.name!r} does not know them (only "unpaired:embedded" '
+                      'does): use swd or fid')
+    self.metric_names = metrics
+    count = min(config.eval.num_images, len(source.domain_a), len(source.domain_b))
+    order_a = np.random.default_rng(REAL_ORDER_SEED).permutation(len(source.domain_a))[:count]
+    order_b = np.random.default_rng(REAL_ORDER_SEED).permutation(len(source.domain_b))[:count]
+    centre = self.task.centre
+    self.reals_a = np.stack([centre(source.domain_a[int(i)]['image']) for i in order_a])
+    self.reals_b = np.stack([centre(source.domain_b[int(i)]['image']) for i in order_b])
+    self.truths = (None if truth is None else
+                   np.stack([centre(truth[int(i)]['image']) for i in order_a]))
+    if 'ssim' in metrics and self.reals_a.shape[1] < 11:
+      raise UserError(f'eval.metrics has ssim, whose 11×11 window needs images of at least 11 '
+                      f'pixels, but the evaluation images are {self.reals_a.shape[1]}: evaluate '
+                      'larger images (task.crop, data.resolution) or drop it')
+    devices = mesh.devices.size
+    self.batch_size = -(-min(config.eval.batch_size, count) // devices) * devices
+    self.swd = (SlicedWassersteinDistance(self.reals_b, seed=config.seed)
+                if 'swd' in metrics else None)
+    self.inception = optional_inception(config, mesh, metrics, inception)
+    sharding = parallel.batch_sharding(mesh)
+    self._translate = {d: jax.jit(functools.partial(recipe.generate, direction=d),
+                                  out_shardings=sharding) for d in ('AtoB', 'BtoA')}
+    self._baseline_results = None
+    self._real_features = None
+
+  def translate_uint8(self, state, images, direction):
+    """uint8 images [N, c, c, C] translated ('AtoB' with G_A, 'BtoA' with G_B), as uint8."""
+    out = []
+    for start in range(0, len(images), self.batch_size):
+      chunk = images[start:start + self.batch_size]
+      pad = self.batch_size - len(chunk)
+      if pad:  # One compiled shape: pad the last batch with copies of its first image.
+        chunk = np.concatenate([chunk, np.repeat(chunk[:1], pad, axis=0)])
+      inputs = jnp.asarray(chunk, jnp.float32) / 127.5 - 1.0
+      translated = self._translate[direction](state, inputs, None)
+      out.append(Evaluator.to_host_uint8(translated)[:len(chunk) - pad])
+    return np.concatenate(out)
+
+  def _score(self, images):
+    from jaxgen.metrics import image_quality  # pylint: disable=import-outside-toplevel
+    results = {}
+    if self.swd is not None:
+      results.update(self.swd(images))
+    if 'psnr' in self.metric_names:
+      results['psnr'] = float(np.mean(image_quality.psnr(images, self.truths)))
+    if 'ssim' in self.metric_names:
+      results['ssim'] = float(np.mean(image_quality.ssim(images, self.truths)))
+    if 'fid' in self.metric_names and self.inception is not None and len(images) >= 2:
+      batches = lambda x: [x[i:i + self.batch_size] for i in range(0, len(x), self.batch_size)]
+      if self._real_features is None:
+        self._real_features = fid_lib.extract(self.inception, batches(self.reals_b))
+      fake, real = fid_lib.extract(self.inception, batches(images)), self._real_features
+      results['fid'] = float(fid_lib.frechet_distance(fake.mu, fake.sigma, real.mu, real.sigma))
+    return results
+
+  def __call__(self, state):
+    results = self._score(self.translate_uint8(state, self.reals_a, 'AtoB'))
+    if self._baseline_results is None:
+      self._baseline_results = {f'baseline_{k}': v for k, v in self._score(self.reals_a).items()}
+    results.update(self._baseline_results)
+    return results
+
+  def generate_uint8(self, state, count, key):
+    """Sample-grid panels [2c, 3c, C] uint8: real A | G_A(A) | G_B(G_A(A)) over
+    real B | G_B(B) | G_A(G_B(B)) for the first `count` images (`key` is unused: the images
+    are fixed)."""
+    del key
+    count = min(count, len(self.reals_a))
+    rows = []
+    for reals, there, back in ((self.reals_a[:count], 'AtoB', 'BtoA'),
+                               (self.reals_b[:count], 'BtoA', 'AtoB')):
+      fakes = self.translate_uint8(state, reals, there)
+      rows.append(np.concatenate([reals, fakes, self.translate_uint8(state, fakes, back)],
+                                 axis=2))
+    return np.concatenate(rows, axis=1)
+
+
+# ------------------------------------------------------------------------------------------------
+# Style transfer (AdaIN): stylisations of fixed content × style pairs, by the method's own losses.
+
+STYLE_METRICS = ('loss', 'content_loss', 'style_loss')
+
+
+class StyleEvaluator:
+  """Scores a style-transfer run (a recipe whose task's evaluator is 'style': AdaIN) on fixed
+  held-out content × style pairs: the first `eval.num_images` examples of the evaluation source
+  (data.holdout's images of both domains, or eval.source), content from domain A and style from
+  domain B, centre-cropped by `task.eval_example`. Each output is scored by the recipe's
+  `style_scores` with the run's frozen encoder — the content loss (its relu4_1 features against
+  the AdaIN target) and the style loss (its feature means and standard deviations against the
+  style image's), and `loss`, the training objective — averaged over the pairs. Each is also
+  reported for the content image itself as the output (`baseline_<name>`: no stylisation at all),
+  which a decoder has to beat on style_loss. All are always computed; `eval.metrics` may name
+  only these.
+
+  The sample grid's panels are content | style | output of the first `log.num_samples` pairs.
+  """
+
+  METRICS = STYLE_METRICS
+
+  def __init__(self, config, recipe, source, mesh, inception=None):
+    del inception  # No Inception metrics here.
+    unknown = [m for m in config.eval.metrics if m not in STYLE_METRICS]
+    if unknown:
+      raise UserError(f'eval.metrics has {", ".join(map(repr, unknown))}, which style-transfer '
+                      f'runs do not compute: choose from {", ".join(STYLE_METRICS)}')
+    self.recipe = recipe
+    count = min(config.eval.num_images, len(source))
+    pairs = [recipe.task.eval_example(source[i], i, seed=config.seed) for i in range(count)]
+    self.inputs = np.stack([p['input'] for p in pairs])
+    devices = mesh.devices.size
+    self.batch_size = -(-min(config.eval.batch_size, count) // devices) * devices
+    sharding = parallel.batch_sharding(mesh)
+    self._generate = jax.jit(recipe.generate, out_shardings=sharding)
+    self._scores = jax.jit(recipe.style_scores)
+    self._baseline_results = None
+
+  def _batches(self, inputs):
+    """(chunk padded to the batch size with copies of its first row, real rows) over inputs."""
+    for start in range(0, len(inputs), self.batch_size):
+      chunk = inputs[start:start + self.batch_size]
+      pad = self.batch_size - len(chunk)
+      if pad:  # One compiled shape for every batch.
+        chunk = np.concatenate([chunk, np.repeat(chunk[:1], pad, axis=0)])
+      yield jnp.asarray(chunk), len(chunk) - pad
+
+  def _score(self, state, outputs_fn):
+    totals = {name: [] for name in STYLE_METRICS}
+    for chunk, real in self._batches(self.inputs):
+      scores = jax.device_get(self._scores(state, chunk, outputs_fn(chunk)))
+      for name in STYLE_METRICS:
+        totals[name].append(np.asarray(scores[name])[:real])
+    return {name: float(np.mean(np.concatenate(v))) for name, v in totals.items()}
+
+  def __call__(self, state):
+    results = self._score(state, lambda chunk: self._generate(state, chunk, None))
+    if self._baseline_results is None:  # The encoder is frozen: computed once.
+      self._baseline_results = {f'baseline_{k}': v for k, v in
+                                self._score(state, lambda chunk: chunk[..., :3]).items()}
+    results.update(self._baseline_results)
+    return results
+
+  def generate_uint8(self, state, count, key):
+    """Sample-grid panels [c, 3c, 3] uint8: content | style | output of the first `count` pairs
+    (`key` is unused: the pairs are fixed)."""
+    del key
+    inputs = self.inputs[:min(count, len(self.inputs))]
+    outputs = []
+    for chunk, real in self._batches(inputs):
+      outputs.append(Evaluator.to_host_uint8(self._generate(state, chunk, None))[:real])
+    shown = summaries.to_uint8(inputs)
+    return np.concatenate([shown[..., :3], shown[..., 3:6], np.concatenate(outputs)], axis=2)
+
+
+# The evaluators of recipes with a task, by the task's `evaluator` name (jaxgen/recipes/__init__.py).
+TASK_EVALUATORS = {'paired': PairedEvaluator, 'unpaired': UnpairedEvaluator,
+                   'style': StyleEvaluator}
+
+
 def create_evaluator(config, recipe, source, mesh, inception=None):
   """The evaluator of `recipe`: `Evaluator` (samples from latents against the source's
-  distribution) or, for a recipe with a task, `PairedEvaluator` (outputs against targets)."""
-  if recipe.task is not None:
-    return PairedEvaluator(config, recipe, source, mesh, inception)
-  return Evaluator(config, recipe, source, mesh, inception)
+  distribution) when it has no task, else the one its task names (`task.evaluator`, a key of
+  TASK_EVALUATORS: 'paired' scores outputs against held-out targets, 'unpaired' translations
+  against the other domain, 'style' stylisations by the method's losses)."""
+  if recipe.task is None:
+    return Evaluator(config, recipe, source, mesh, inception)
+  return TASK_EVALUATORS[recipe.task.evaluator](config, recipe, source, mesh, inception)

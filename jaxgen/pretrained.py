@@ -571,42 +571,54 @@ def load_params(spec, weights=None, cache=None, allow_download=True, url=None, r
 # Command line.
 
 
-def main(argv=None):
+def main(argv=None, spec=None, prog='python -m jaxgen.pretrained', reader=load_torch_state_dict):
+  """The command line: `list`, `convert NAME --pth FILE --out FILE.npz`, `fetch NAME...`.
+
+  With `spec`, the command line of that one weight file, as the module that defines it runs it
+  (`python -m jaxgen.metrics.inception_weights convert --pth FILE --out FILE.npz`, `fetch`): no
+  NAME arguments and no `list`. `reader(path, use_torch)` reads a .pth; `--reader` chooses
+  use_torch (plain: False, torch: True, auto: torch when importable). Returns the exit status:
+  0, or 2 after one error line."""
+  title = spec.title if spec else 'the pretrained weights jaxgen uses'
   parser = argparse.ArgumentParser(
-      prog='python -m jaxgen.pretrained',
-      description='Find, download, check and convert the pretrained weights jaxgen uses.')
+      prog=prog, description=f'Find, download, check and convert {title}.')
   sub = parser.add_subparsers(dest='command', required=True)
-  sub.add_parser('list', help='the known weights, their files and where they are looked for')
+  if spec is None:
+    sub.add_parser('list', help='the known weights, their files and where they are looked for')
   conv = sub.add_parser('convert', help='a published .pth state_dict -> jaxgen .npz')
-  conv.add_argument('name', help=f'one of {", ".join(SPECS)}')
-  conv.add_argument('--pth', required=True, help='the published .pth file')
-  conv.add_argument('--out', required=True, help='the .npz to write')
+  fetch = sub.add_parser('fetch', help='download, check and convert into the cache')
+  if spec is None:
+    conv.add_argument('name', help=f'one of {", ".join(SPECS)}')
+    fetch.add_argument('names', nargs='+', help=f'any of {", ".join(SPECS)}')
+  conv.add_argument('--pth', required=True,
+                    help=f'the published .pth file{f" ({spec.filename})" if spec else ""}')
+  conv.add_argument('--out', required=True,
+                    help=f'the .npz to write{f", e.g. {spec.converted_name}" if spec else ""}')
   conv.add_argument('--no-hash-check', action='store_true',
                     help='accept a .pth whose SHA-256 is not the published one (tests only)')
-  conv.add_argument('--reader', choices=('plain', 'torch'), default='plain',
-                    help='read the .pth with the built-in reader (default) or with torch')
-  fetch = sub.add_parser('fetch', help='download, check and convert into the cache')
-  fetch.add_argument('names', nargs='+', help=f'any of {", ".join(SPECS)}')
   fetch.add_argument('--cache', default=None,
                      help=f'cache directory (default ${ENV_CACHE} or ~/.cache/jaxgen)')
+  for command in (conv, fetch):
+    command.add_argument('--reader', choices=('plain', 'torch', 'auto'), default='plain',
+                         help='read the .pth with the built-in reader (default), with torch, or '
+                         'with torch when it is importable (auto)')
   args = parser.parse_args(argv)
+  use_torch = {'plain': False, 'torch': True, 'auto': None}[getattr(args, 'reader', 'plain')]
+  read = lambda path: reader(path, use_torch)
   try:
     if args.command == 'list':
       for name in SPECS:
-        spec = get_spec(name)
-        print(f'{name}: {spec.title}; {spec.filename} (SHA-256 {spec.sha256}) from {spec.url}; '
-              f'${spec.env_var}; cache {cache_folder(spec)}')
+        one = get_spec(name)
+        print(f'{name}: {one.title}; {one.filename} (SHA-256 {one.sha256}) from {one.url}; '
+              f'${one.env_var}; cache {cache_folder(one)}')
     elif args.command == 'convert':
-      spec = get_spec(args.name)
-      use_torch = args.reader == 'torch'
-      convert_pth(spec, args.pth, args.out, check_hash=not args.no_hash_check,
-                  reader=lambda path: load_torch_state_dict(path, use_torch))
+      convert_pth(spec or get_spec(args.name), args.pth, args.out,
+                  check_hash=not args.no_hash_check, reader=read)
       print(f'wrote {args.out}')
     else:
-      for name in args.names:
-        spec = get_spec(name)
-        resolve(spec, cache=args.cache)
-        print(f'{spec.title} ready in {cache_folder(spec, args.cache)}')
+      for one in [spec] if spec else [get_spec(name) for name in args.names]:
+        resolve(one, cache=args.cache, reader=read)
+        print(f'{one.title} ready in {cache_folder(one, args.cache)}')
   except UserError as e:
     print(f'{parser.prog}: error: {e}', file=sys.stderr)
     return 2

@@ -116,9 +116,10 @@ class Translator:
   in [-1, 1], tiled (translate_tiled) with one compiled tile shape.
 
   The tile is `tile` input pixels rounded up to a multiple of what the generator's
-  down-samplings need (2^num_downs); the overlap defaults to a quarter of it."""
+  down-samplings need (2^num_downs); the overlap defaults to a quarter of it. `options`: keyword
+  options of the recipe's `generate` (its `sampling_options`, e.g. CycleGAN's direction)."""
 
-  def __init__(self, restored, mesh, tile=256, overlap=None, batch_size=4):
+  def __init__(self, restored, mesh, tile=256, overlap=None, batch_size=4, options=None):
     import jax  # pylint: disable=import-outside-toplevel
     from jaxgen import parallel  # pylint: disable=import-outside-toplevel
     recipe = restored.recipe
@@ -132,7 +133,8 @@ class Translator:
     devices = mesh.devices.size
     self.batch_size = -(-batch_size // devices) * devices
     state = restored.state
-    generate = jax.jit(lambda x: recipe.generate(state, x, None),
+    options = dict(options or {})
+    generate = jax.jit(lambda x: recipe.generate(state, x, None, **options),
                        in_shardings=parallel.batch_sharding(mesh),
                        out_shardings=parallel.batch_sharding(mesh))
     self._fn = lambda batch: np.asarray(jax.device_get(generate(batch)))

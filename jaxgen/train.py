@@ -25,16 +25,18 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from jaxgen import checkpoint, data, parallel, summaries, validation
+from jaxgen import checkpoint, data, parallel, summaries, trained, validation
 from jaxgen.evaluation import create_evaluator
 from jaxgen.errors import RunFailed, UserError, check_local
+from jaxgen.recipes.adain import AdaIN
+from jaxgen.recipes.cyclegan import CycleGAN
 from jaxgen.recipes.dcgan import DCGAN
 from jaxgen.recipes.diffusion import Diffusion
 from jaxgen.recipes.stylegan2 import StyleGAN2
 from jaxgen.recipes.translation import Translation
 
 RECIPES = {'dcgan': DCGAN, 'stylegan2': StyleGAN2, 'diffusion': Diffusion,
-           'translation': Translation}
+           'translation': Translation, 'cyclegan': CycleGAN, 'adain': AdaIN}
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +157,8 @@ def prepare(config, workdir, allow_config_change=False):
   """Everything that can refuse a run, before anything is written: returns what the run needs.
 
   Checks the config (jaxgen/validation.py), the mesh, the data source, the recipe's own
-  settings, the metrics and the workdir's experiment. Writes nothing, compiles nothing."""
+  settings, the metrics, the workdir's experiment and `model.init_from` (the other run's weights
+  are read here: `init`, or None). Writes nothing, compiles nothing."""
   validation.check_config(config)
   check_local(workdir)
   if os.path.exists(workdir) and not os.path.isdir(workdir):
@@ -167,11 +170,12 @@ def prepare(config, workdir, allow_config_change=False):
   recipe.prepare_training()
   evaluator = create_evaluator(config, recipe, eval_source, mesh)
   resumed = checkpoint.check_experiment(workdir, config.to_dict(), allow_config_change)
+  init = trained.read_init_from(config, recipe, mesh, workdir)  # model.init_from, if any.
   if len(source) < config.train.batch_size:
     log.warning('The dataset has %d images, fewer than the batch of %d: every batch repeats '
                 'images; add images or lower train.batch_size.', len(source),
                 config.train.batch_size)
-  return mesh, source, recipe, evaluator, resumed
+  return mesh, source, recipe, evaluator, resumed, init
 
 
 def train_and_evaluate(config, workdir, allow_config_change=False):
@@ -182,7 +186,7 @@ def train_and_evaluate(config, workdir, allow_config_change=False):
   only then is config.json written and the run's logs begun."""
   start_time = time.time()
   is_chief = jax.process_index() == 0
-  mesh, source, recipe, evaluator, resumed = prepare(config, workdir, allow_config_change)
+  mesh, source, recipe, evaluator, resumed, init = prepare(config, workdir, allow_config_change)
   batch_size = config.train.batch_size
 
   checkpoint.check_writable(workdir)
@@ -199,6 +203,9 @@ def train_and_evaluate(config, workdir, allow_config_change=False):
       manager, parallel.with_shardings(abstract_state, state_sharding))
   if state is None:
     state = jax.jit(recipe.init_state, out_shardings=state_sharding)(np.asarray(rng))
+    if init:  # Another run's weights (model.init_from), read and checked by `prepare`.
+      state = state.replace(**init)
+      log.info('Starting from the %s of %s.', ', '.join(init), config.model.init_from)
   checkpoint.record_config(workdir, config.to_dict())
   start_step = int(jax.device_get(state.step))
   num_steps = config.train.num_steps

@@ -184,3 +184,84 @@ def load_generator(path):
          for k, v in got.items()})
   return TrainedRun(config=config, recipe=recipe, state=types.SimpleNamespace(**fields),
                     step=meta['step'], source=None)
+
+
+# ------------------------------------------------------------------------------------------------
+# A new run that starts from another run's weights: `model.init_from` (e.g. ESRGAN's GAN stage
+# from a trained PSNR-oriented RRDB run).
+
+
+def _init_source(path):
+  """(workdir, step or None) of a model.init_from path: a workdir (its newest checkpoint), or
+  one of its `checkpoints/<step>` folders (that step)."""
+  path = os.path.normpath(path)
+  parent = os.path.dirname(path)
+  if os.path.basename(path).isdigit() and os.path.basename(parent) == 'checkpoints':
+    return os.path.dirname(parent), int(os.path.basename(path))
+  return path, None
+
+
+def _has_checkpoints(workdir):
+  folder = os.path.join(workdir, 'checkpoints')
+  return os.path.isdir(folder) and any(name.isdigit() for name in os.listdir(folder))
+
+
+def read_init_from(config, recipe, mesh, workdir):
+  """The state fields a new run in `workdir` takes from the run `config.model.init_from`.
+
+  init_from is a workdir of a run of the same recipe (its newest checkpoint) or one of its
+  `checkpoints/<step>` folders. Returns {field: array tree} for the fields the recipe names in
+  `init_fields` (the generator's weights and their EMA; optimiser states and any discriminator
+  start afresh), sharded over `mesh` as the new state is; or None when init_from is empty or
+  `workdir` already holds checkpoints (a resumed run restores its own).
+
+  Raises UserError (one line naming model.init_from), before anything is written: no such run,
+  a run of another recipe, a field whose shapes differ from this config's (another generator or
+  scale: the first misfit parameter is named), or a checkpoint that cannot be restored.
+  """
+  import jax  # pylint: disable=import-outside-toplevel
+  from jaxgen import train  # pylint: disable=import-outside-toplevel
+
+  path = config.model.get('init_from', '')
+  if not path or _has_checkpoints(workdir):
+    return None
+  key = f'model.init_from={path}'
+  fields = tuple(getattr(recipe, 'init_fields', ()))
+  if not fields:
+    raise UserError(f'{key}: {config.model.name} runs cannot start from another run\'s weights '
+                    '(the recipe names no init_fields); leave model.init_from empty')
+  source_dir, step = _init_source(path)
+  if not os.path.isfile(os.path.join(source_dir, 'config.json')):
+    raise UserError(f'{key} is not a training run (no {os.path.join(source_dir, "config.json")})'
+                    ': give the workdir of a finished run of the same recipe, or one of its '
+                    'checkpoints/<step> folders')
+  try:
+    source_config = load_config(source_dir)
+  except UserError as e:
+    raise UserError(f'{key}: {e}') from None
+  if source_config.model.name != config.model.name:
+    raise UserError(f'{key} is a {source_config.model.name!r} run and this is a '
+                    f'{config.model.name!r} run: start from a run of the same recipe')
+  try:
+    source_recipe = train.create_recipe(source_config, types.SimpleNamespace(num_classes=0))
+  except UserError as e:
+    raise UserError(f'{key}: its config.json no longer builds ({e})') from None
+  want = jax.eval_shape(recipe.init_state, jax.random.PRNGKey(0))
+  have = jax.eval_shape(source_recipe.init_state, jax.random.PRNGKey(0))
+  for field in fields:
+    expected, got = _flatten(getattr(want, field), field), _flatten(getattr(have, field), field)
+    for name, spec in expected.items():
+      if name not in got or got[name].shape != spec.shape:
+        found = 'has none' if name not in got else f'has {got[name].shape}'
+        raise UserError(f'{key} does not fit this config: {name} should be {spec.shape}, that '
+                        f'run {found} (another generator, size or scale); start from a run of '
+                        'the same networks')
+    extra = sorted(set(got) - set(expected))
+    if extra:
+      raise UserError(f'{key} does not fit this config: that run has {extra[0]}, which this '
+                      'config\'s networks lack; start from a run of the same networks')
+  try:
+    restored = restore(source_dir, step, mesh=mesh, config=source_config, need_data=False)
+  except UserError as e:
+    raise UserError(f'{key}: {e}') from None
+  return {field: getattr(restored.state, field) for field in fields}

@@ -4,6 +4,7 @@
     python -m jaxgen.translate --workdir=RUN --input=folder/ --outdir=out --best
     python -m jaxgen.translate --workdir=/tmp/pix2pix --input=photo.png --mask=holes.png --outdir=out
     python -m jaxgen.translate --network=G.npz --input=scans/ --outdir=out   # jaxgen.export's file
+    python -m jaxgen.translate --workdir=/tmp/cyclegan --input=zebras/ --outdir=out --direction=BtoA
 
 Runs the EMA generator of a run (the newest checkpoint; `--step=N`; `--best`) or of an exported
 `--network` on one picture or every picture in a folder (recursively), at any size and aspect
@@ -13,9 +14,10 @@ task: super-resolution and denoising take the picture itself (the output is `tas
 larger for SR); colourisation takes its luma (colour or grayscale pictures); inpainting needs
 holes — `--mask=FILE` (one picture) or `--mask=FOLDER` (a mask per picture, same relative name,
 any image format; white = fill), or `--mask_color=#RRGGBB` (pixels of that colour, ±8 per
-channel, are the holes); paired (pix2pix) models take the A image. Each output is
-OUT/<relative name>.png. Existing files are never replaced without `--overwrite`; unreadable
-pictures are skipped with one warning each. Reads the workdir and never writes to it.
+channel, are the holes); paired (pix2pix) models take the A image; unpaired (CycleGAN) models
+translate A → B, or B → A with `--direction=BtoA`. Each output is OUT/<relative name>.png.
+Existing files are never replaced without `--overwrite`; unreadable pictures are skipped with
+one warning each. Reads the workdir and never writes to it.
 """
 
 import argparse
@@ -43,6 +45,8 @@ def parse_args(argv):
                       help='inpainting: a mask picture (white = fill) or a folder of them')
   parser.add_argument('--mask_color', default=None,
                       help='inpainting: the colour that marks holes in the pictures, #RRGGBB')
+  parser.add_argument('--direction', default=None, choices=('AtoB', 'BtoA'),
+                      help='unpaired (CycleGAN) models: translate A → B (default) or B → A')
   parser.add_argument('--tile', type=int, default=256,
                       help='input pixels per tile side (rounded up to what the network needs); '
                       'default 256')
@@ -59,6 +63,11 @@ def parse_args(argv):
   if args.mask and args.mask_color:
     parser.error('give --mask or --mask_color, not both')
   return args
+
+
+# Flags that become keyword options of the recipe's `generate` (its `sampling_options`), by the
+# option's name; a model whose recipe lacks one refuses its flag.
+OPTIONS = ('direction',)
 
 
 def _parse_colour(text):
@@ -153,7 +162,15 @@ def run(args):
   elif args.mask or colour:
     raise UserError(f'--mask/--mask_color are for inpainting; this model does {task.name!r}: '
                     'leave them out')
-  translator = tiling.Translator(restored, mesh, args.tile, args.overlap, args.batch_size)
+  options = {option: getattr(args, option) for option in OPTIONS
+             if getattr(args, option) is not None}
+  refused = [f'--{option}' for option in options
+             if option not in restored.recipe.sampling_options]
+  if refused:
+    raise UserError(f'{", ".join(refused)}: this model ({task.name}) translates one way only; '
+                    'leave it out')
+  translator = tiling.Translator(restored, mesh, args.tile, args.overlap, args.batch_size,
+                                 options)
   log.info('Translating %d picture(s) with step %d of %s (%s, tiles of %d px).', len(inputs),
            restored.step, args.network or args.workdir, task.name, translator.tile)
   return tiling.translate_files(translator, [path for path, _ in inputs], outputs, masks,

@@ -99,8 +99,31 @@ SUPERRES_TINY = {
     'checkpoint.every_steps': 2, 'log.every_steps': 1, 'log.num_samples': 4,
 }
 
+# Overrides that make configs/cyclegan.py tiny: the embedded two domains at 20×20, random 16×16
+# crops, 2-block ResNet generators of 4 channels and 2-layer PatchGANs of 4, pools of 4 fakes (full
+# after 2 steps of 2, so steps 3–6 draw from them), batch 2, 6 steps, lr decaying over the last 3.
+CYCLEGAN_TINY = {
+    'data.resolution': 20, 'data.num_images': 64, 'data.holdout': 16, 'data.num_threads': 1,
+    'task.crop': 16, 'model.generator': 'resnet', 'model.n_blocks': 2, 'model.ngf': 4,
+    'model.ndf': 4, 'model.n_layers': 2, 'objective.pool_size': 4, 'optimizer.decay_steps': 3,
+    'train.batch_size': 2, 'train.num_steps': 6,
+    'eval.num_images': 16, 'eval.batch_size': 8, 'eval.every_steps': 3,
+    'checkpoint.every_steps': 2, 'log.every_steps': 1, 'log.num_samples': 2,
+}
+
+# Overrides that make configs/adain.py tiny: the embedded content and style images at 16×16 (the
+# official decoder, whose size does not depend on the images), batch 2, 6 steps, 4 held-out pairs
+# scored at 3 and 6. The VGG19 weights are a random file (random_vgg19: no ImageNet weights here).
+ADAIN_TINY = {
+    'data.resolution': 16, 'data.num_images': 32, 'data.holdout': 4, 'data.num_threads': 1,
+    'train.batch_size': 2, 'train.num_steps': 6,
+    'eval.num_images': 4, 'eval.batch_size': 4, 'eval.every_steps': 3,
+    'checkpoint.every_steps': 2, 'log.every_steps': 1, 'log.num_samples': 2,
+}
+
 TINY_BY_CONFIG = {'configs/stylegan.py': STYLEGAN_TINY, 'configs/diffusion.py': DIFFUSION_TINY,
-                  'configs/pix2pix.py': PIX2PIX_TINY, 'configs/superres.py': SUPERRES_TINY}
+                  'configs/pix2pix.py': PIX2PIX_TINY, 'configs/superres.py': SUPERRES_TINY,
+                  'configs/cyclegan.py': CYCLEGAN_TINY, 'configs/adain.py': ADAIN_TINY}
 
 
 def main_command(workdir, config='configs/dcgan.py', **overrides):
@@ -187,23 +210,48 @@ def tree_digest(root):
   return out
 
 
+def session_root(tmp_path_factory):
+  """The test session's temporary folder. Under pytest-xdist each worker has a folder of its own
+  inside it, so what the workers share (the runs below, the compilation cache) lives here."""
+  base = tmp_path_factory.getbasetemp()
+  return base.parent if os.environ.get('PYTEST_XDIST_WORKER') else base
+
+
+def shared_run(tmp_path_factory, name, train):
+  """The folder `name` in the session's folder, filled once by `train(workdir)` for every test
+  and every xdist worker that asks for it: the first to ask trains while holding a lock, the
+  others wait for it and read the result (a failed attempt is redone by the next asker)."""
+  import shutil  # pylint: disable=import-outside-toplevel
+  import filelock  # pylint: disable=import-outside-toplevel
+  root = session_root(tmp_path_factory)
+  workdir, done = root / name, root / f'{name}.done'
+  with filelock.FileLock(str(root / f'{name}.lock')):
+    if not done.exists():
+      shutil.rmtree(workdir, ignore_errors=True)
+      workdir.mkdir()
+      train(str(workdir))
+      done.touch()
+  return str(workdir)
+
+
 @pytest.fixture(scope='session', autouse=True)
 def compilation_cache(tmp_path_factory):
   """One persistent XLA compilation cache for every process the tests start: a run whose programs
   an earlier process compiled loads them instead (the tiny StyleGAN2 run at the default
   optimisation level: 115 s cold, 28 s warm on a 2-core CPU). This process read JAX's settings
   when the test modules imported it, so only the processes the tests start use the cache; it
-  lives and dies with the session's temporary folder."""
-  os.environ['JAX_COMPILATION_CACHE_DIR'] = str(tmp_path_factory.mktemp('jax-cache'))
+  lives and dies with the session's temporary folder, shared by the xdist workers."""
+  cache = session_root(tmp_path_factory) / 'jax-cache'
+  cache.mkdir(exist_ok=True)
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = str(cache)
 
 
 @pytest.fixture(scope='session')
 def dcgan_run(tmp_path_factory):
   """The tiny DCGAN run (TINY, 6 steps) on one device, uninterrupted, trained once for every test
   that reads it. Tests must not write into it."""
-  workdir = str(tmp_path_factory.mktemp('dcgan'))
-  run_main(workdir)
-  return workdir
+  return shared_run(tmp_path_factory, 'dcgan',
+                    lambda workdir: run_main(workdir))
 
 
 @pytest.fixture(scope='session')
@@ -211,9 +259,8 @@ def stylegan_run(tmp_path_factory):
   """The tiny StyleGAN2 run (STYLEGAN_TINY and STYLEGAN_RUN, 6 steps, one device), trained once
   for every test that reads it: checkpoints 4 and 6, sample grids, TensorBoard events. Tests
   must not write into it."""
-  workdir = str(tmp_path_factory.mktemp('stylegan'))
-  run_main(workdir, config='configs/stylegan.py', **STYLEGAN_RUN)
-  return workdir
+  return shared_run(tmp_path_factory, 'stylegan',
+                    lambda workdir: run_main(workdir, config='configs/stylegan.py', **STYLEGAN_RUN))
 
 
 @pytest.fixture(scope='session')
@@ -221,18 +268,16 @@ def pix2pix_run(tmp_path_factory):
   """The tiny pix2pix inpainting run (PIX2PIX_TINY, 6 steps, one device), trained once for every
   test that reads it: checkpoints 4 and 6, triplet grids at 3 and 6. Tests must not write into
   it."""
-  workdir = str(tmp_path_factory.mktemp('pix2pix'))
-  run_main(workdir, config='configs/pix2pix.py')
-  return workdir
+  return shared_run(tmp_path_factory, 'pix2pix',
+                    lambda workdir: run_main(workdir, config='configs/pix2pix.py'))
 
 
 @pytest.fixture(scope='session')
 def superres_run(tmp_path_factory):
   """The tiny ×4 super-resolution run (SUPERRES_TINY, 6 steps, one device), trained once for
   every test that reads it. Tests must not write into it."""
-  workdir = str(tmp_path_factory.mktemp('superres'))
-  run_main(workdir, config='configs/superres.py')
-  return workdir
+  return shared_run(tmp_path_factory, 'superres',
+                    lambda workdir: run_main(workdir, config='configs/superres.py'))
 
 
 @pytest.fixture(scope='session')
@@ -240,11 +285,49 @@ def diffusion_run(tmp_path_factory):
   """The tiny diffusion run (DIFFUSION_TINY, 6 steps, one device), trained once for every test
   that reads it: checkpoints 4 and 6, sample grids at 0, 3, 6, TensorBoard events. Tests must not
   write into it."""
-  workdir = str(tmp_path_factory.mktemp('diffusion'))
-  run_main(workdir, config='configs/diffusion.py')
-  return workdir
+  return shared_run(tmp_path_factory, 'diffusion',
+                    lambda workdir: run_main(workdir, config='configs/diffusion.py'))
+
+
+@pytest.fixture(scope='session')
+def cyclegan_run(tmp_path_factory):
+  """The tiny CycleGAN run (CYCLEGAN_TINY, 6 steps, one device), trained once for every test that
+  reads it: checkpoints 4 and 6, grids and scores at 3 and 6. Tests must not write into it."""
+  return shared_run(tmp_path_factory, 'cyclegan',
+                    lambda workdir: run_main(workdir, config='configs/cyclegan.py'))
 
 
 @pytest.fixture
 def repo():
   return REPO
+
+
+def write_random_vgg19(path, seed=0):
+  """A jaxgen VGG19 weight file of random weights (He-normal kernels, so activations keep their
+  scale through the 16 layers; zero biases): for tests of what needs ImageNet weights, which are
+  not available here. Not a model of anything."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from jaxgen import pretrained  # pylint: disable=import-outside-toplevel
+  from jaxgen.models import vgg  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(seed)
+  flat = {k: (rng.standard_normal(s, np.float32) * np.float32(np.sqrt(2.0 / (9 * s[2])))
+              if k.endswith('kernel') else np.zeros(s, np.float32))
+          for k, s in vgg.param_shapes(19).items()}
+  pretrained.save_converted(vgg.VGG19_WEIGHTS, flat, str(path))
+
+
+@pytest.fixture(scope='session')
+def random_vgg19(tmp_path_factory):
+  """The path of one random-weight VGG19 file (write_random_vgg19, 80 MB) for the whole session."""
+  folder = shared_run(tmp_path_factory, 'random-vgg19',
+                      lambda folder: write_random_vgg19(os.path.join(folder, 'vgg19.npz')))
+  return os.path.join(folder, 'vgg19.npz')
+
+
+@pytest.fixture(scope='session')
+def adain_run(tmp_path_factory, random_vgg19):
+  """The tiny AdaIN run (ADAIN_TINY, 6 steps, one device, random VGG19 weights), trained once for
+  every test that reads it: checkpoints 4 and 6, content | style | output grids and scores at 3
+  and 6. Tests must not write into it."""
+  return shared_run(tmp_path_factory, 'adain', lambda workdir: run_main(
+      workdir, config='configs/adain.py', **{'objective.vgg_weights': random_vgg19}))

@@ -50,6 +50,19 @@ def _pairs(tmp, names_a, names_b):
   return {'data.source': f'pairs:{tmp / "pairs"}', 'task.name': 'paired'}
 
 
+def _init_run(tmp, overrides):
+  """A run folder whose config.json is configs/superres.py's tiny run with `overrides` (another
+  architecture): model.init_from refuses it before reading a checkpoint. Returns the override."""
+  import json  # pylint: disable=import-outside-toplevel
+  import superres  # pylint: disable=import-outside-toplevel
+  from conftest import SUPERRES_TINY, with_overrides  # pylint: disable=import-outside-toplevel
+  run = tmp / 'psnr_run'
+  run.mkdir()
+  config = with_overrides(superres.get_config(), {**SUPERRES_TINY, **overrides})
+  (run / 'config.json').write_text(json.dumps(config.to_dict()))
+  return {'model.init_from': str(run)}
+
+
 CASES = [
     # --- the training config (jaxgen/validation.py) -------------------------------------------
     Case('batch-size-zero', 'train.batch_size=0', overrides={'train.batch_size': 0}),
@@ -124,6 +137,44 @@ CASES = [
                                                                ['a.png', 'b.png', 'c.png'])),
     Case('translation-pairs-only-a', 'has only one of A/ and B/',
          config='configs/pix2pix.py', setup=lambda tmp: _pairs(tmp, ['a.png'], None)),
+    Case('translation-init-from-missing', 'model.init_from=/nonexistent/rrdb is not a training run',
+         overrides={'model.init_from': '/nonexistent/rrdb'}, config='configs/superres.py'),
+    Case('translation-init-from-another-architecture',
+         'does not fit this config: g_params/body_0/conv1/bias should be (4,)',
+         config='configs/superres.py', setup=lambda tmp: _init_run(tmp, {'model.num_feat': 8})),
+    # --- CycleGAN (jaxgen/data/unpaired.py, jaxgen/recipes/cyclegan.py) ----------------------
+    Case('cyclegan-unpaired-one-folder', 'needs two image collections, domain A and domain B',
+         config='configs/cyclegan.py', setup=lambda tmp: {'data.source': f'unpaired:{tmp}'}),
+    Case('cyclegan-unpaired-empty-folder', 'contains no image files', config='configs/cyclegan.py',
+         setup=lambda tmp: (tmp / 'A').mkdir() or (tmp / 'B').mkdir() or (
+             tmp / 'B' / 'b.png').touch() or {'data.source': f'unpaired:{tmp}/A,{tmp}/B'}),
+    Case('cyclegan-unpaired-missing-folder', 'is not a directory', config='configs/cyclegan.py',
+         setup=lambda tmp: {'data.source': f'unpaired:{tmp}/nowhere,{tmp}'}),
+    Case('cyclegan-single-domain-source', "learns from two unpaired domains, but "
+         "data.source='embedded' is one", overrides={'data.source': 'embedded'},
+         config='configs/cyclegan.py'),
+    # --- GAN remedies (jaxgen/objectives/gan_losses.py, recipes/dcgan.py, recipes/stylegan2.py) -
+    Case('gan-unknown-loss', "objective.name='wgan' is not a GAN loss",
+         overrides={'objective.name': 'wgan'}),
+    Case('gan-wgan-gp-n-critic-zero', 'objective.n_critic=0 must be an integer >= 1',
+         overrides={'objective.name': 'wgan-gp', 'model.d_norm': 'layer',
+                    'objective.n_critic': 0}),
+    Case('gan-wgan-gp-batch-norm-critic', "'wgan-gp' needs a critic without batch norm",
+         overrides={'objective.name': 'wgan-gp'}),
+    Case('gan-stylegan-spectral-norm', 'model.spectral_norm=True is not supported by StyleGAN2',
+         overrides={'model.spectral_norm': True}, config='configs/stylegan.py'),
+    # --- style transfer (jaxgen/recipes/adain.py; the stylize CLI's table is tests/test_style.py)
+    Case('adain-single-domain-source', "learns from two unpaired domains, but "
+         "data.source='embedded' is one", overrides={'data.source': 'embedded'},
+         config='configs/adain.py'),
+    Case('adain-resolution-not-a-multiple-of-8', 'data.resolution=20: AdaIN',
+         overrides={'data.resolution': 20}, config='configs/adain.py'),
+    Case('adain-alpha-out-of-range', 'sampling.alpha=1.5 must be in [0, 1]',
+         overrides={'sampling.alpha': 1.5}, config='configs/adain.py'),
+    # An explicit weights path is looked up as given (never downloaded): one line naming it.
+    Case('adain-vgg-weights-missing', '/nonexistent/vgg19.npz (from the weights argument) do '
+         'not exist', overrides={'objective.vgg_weights': '/nonexistent/vgg19.npz'},
+         config='configs/adain.py'),
     # --- config files and flags (jaxgen/cli.py) -----------------------------------------------
     Case('config-file-missing', 'configs/nope.py: no such config file (configs/ holds dcgan.py',
          config='configs/nope.py'),

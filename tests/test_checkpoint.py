@@ -27,6 +27,10 @@ def test_guard_checks_without_writing_and_config_is_recorded_separately(tmp_path
   # A longer run of the same experiment is a resume, not another experiment.
   longer = {'train': {'batch_size': 8, 'num_steps': 20}, 'model': {'name': 'dcgan'}}
   assert checkpoint.check_experiment(str(tmp_path), longer) is True
+  # A run recorded by an older jaxgen lacks the settings added since: still a resume.
+  newer = {'train': {'batch_size': 8, 'num_steps': 20}, 'model': {'name': 'dcgan', 'sn': False}}
+  assert checkpoint.check_experiment(str(tmp_path), newer) is True
+  assert checkpoint.settings_added_or_removed(config, newer) == ['model.sn']
 
 
 def test_guard_refuses_another_experiment_without_touching_the_workdir(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 
 from jaxgen.errors import UserError
 from jaxgen.models import dcgan
-from jaxgen.objectives import nonsaturating
+from jaxgen.objectives import gan_losses
 from jaxgen.recipes.dcgan import DCGAN, ema_beta
 
 from conftest import tiny_config
@@ -48,8 +48,9 @@ def test_losses_against_their_definition():
   sigmoid = lambda x: 1 / (1 + np.exp(-x))
   expected_d = -np.mean(np.log(sigmoid(np.array(real)))) - np.mean(
       np.log(1 - sigmoid(np.array(fake))))
-  np.testing.assert_allclose(nonsaturating.discriminator_loss(real, fake), expected_d, rtol=1e-6)
-  np.testing.assert_allclose(nonsaturating.generator_loss(fake),
+  np.testing.assert_allclose(gan_losses.discriminator_loss('nonsaturating', real, fake),
+                             expected_d, rtol=1e-6)
+  np.testing.assert_allclose(gan_losses.generator_loss('nonsaturating', fake),
                              -np.mean(np.log(sigmoid(np.array(fake)))), rtol=1e-6)
 
 
@@ -80,7 +81,7 @@ def test_train_step_updates_both_networks_and_matches_a_manual_step():
     r, upd = recipe.discriminator.apply(v, real, None, train=True, mutable=['batch_stats'])
     f, _ = recipe.discriminator.apply({'params': p, **upd}, fake, None, train=True,
                                       mutable=['batch_stats'])
-    return nonsaturating.discriminator_loss(r, f)
+    return gan_losses.discriminator_loss('nonsaturating', r, f)
 
   loss, grads = jax.value_and_grad(d_loss)(state.d_params)
   np.testing.assert_allclose(metrics['loss/d'], loss, rtol=1e-5)

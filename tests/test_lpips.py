@@ -2,31 +2,21 @@
 recorded by make_vgg_lpips_fixture.py from richzhang/PerceptualSimilarity's own code; the weights
 are drawn again here with NumPy by the same function), its metric properties, and its weights."""
 
-import importlib.util
-import pathlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import vgg_lpips_testing
 from jaxgen import pretrained
 from jaxgen.errors import UserError
 from jaxgen.metrics import lpips
 from jaxgen.models import vgg
 
-DATA = pathlib.Path(__file__).parent / 'data'
-
 
 @pytest.fixture(scope='module')
 def fixture():
-  spec = importlib.util.spec_from_file_location('make_vgg_lpips_fixture',
-                                                DATA / 'make_vgg_lpips_fixture.py')
-  script = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(script)
-  with np.load(DATA / 'vgg_lpips.npz') as data:
-    recorded = dict(data)
-  _, vgg16_sd, linear_sd, _ = script.shared_weights(int(recorded['seed']))
+  _, recorded, (_, vgg16_sd, linear_sd, _) = vgg_lpips_testing.load()
   return recorded, vgg16_sd, linear_sd
 
 

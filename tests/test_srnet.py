@@ -142,6 +142,17 @@ def test_outputs_match_official(name):
   assert_close_per_image(y, fixture()[f'{name}/y'], 1e-5)
 
 
+def test_generators_take_and_ignore_train():
+  """SRResNet and RRDBNet are called as every generator is, G(x, train); with neither batch
+  norm nor dropout, train changes nothing: the traced programs are the same (traced only)."""
+  for name in ('msrresnet_x4', 'rrdb_x4'):
+    net = variant_net(name)
+    variables = srnet.params_from_official(prefixed(f'{name}/state/'), net)
+    trace = lambda **kw: str(jax.make_jaxpr(functools.partial(net.apply, **kw))(
+        variables, variant_input(name)))
+    assert trace(train=True) == trace(train=False) == trace()
+
+
 def test_discriminator_train_mode_matches_official():
   """PyTorch's train mode: batch statistics (biased variance) for the output; running
   statistics updated with momentum 0.1 and the unbiased variance."""

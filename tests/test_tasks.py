@@ -37,8 +37,14 @@ def test_sr_input_is_matlab_bicubic_of_the_uint8_target():
   assert pair['input'].shape == (8, 8, 3) and pair['input'].dtype == np.float32
   np.testing.assert_array_equal(pair['input'], expected)
   # The baseline is bicubic up-scaling of that input, at the target's size.
-  base = task.baseline(pair['input'][None], 32)
+  base = task.baseline(pair['input'][None], (32, 32))
   np.testing.assert_allclose(base[0], degrade.imresize(pair['input'], size=(32, 32)), atol=1e-6)
+  # Any aspect ratio: the baseline has the (not square) target's size.
+  wide = degrade.imresize(np.tile(target, (1, 2, 1)), scale=0.25).astype(np.float32) / 127.5 - 1
+  base = task.baseline(wide[None], (32, 64))
+  assert base.shape == (1, 32, 64, 3)
+  np.testing.assert_allclose(base[0], degrade.imresize(wide, size=(32, 64)), atol=1e-6)
+  assert task.display(wide[None], (32, 64)).shape == (1, 32, 64, 3)
 
 
 def test_denoise_noise_has_the_configured_sigma():
@@ -79,7 +85,7 @@ def test_inpaint_input_is_the_masked_image_and_the_mask():
   done = task.finish(x, output)
   np.testing.assert_allclose(done, np.where(mask > 0, 0.25, image), atol=1e-7)
   # The baseline fills the holes with the mean of the known pixels.
-  base = task.baseline(x[None], 32)[0]
+  base = task.baseline(x[None], (32, 32))[0]
   known_mean = (image * (1 - mask)).sum(axis=(0, 1)) / (1 - mask).sum()
   np.testing.assert_allclose(base[mask[..., 0] > 0], np.broadcast_to(
       known_mean, base[mask[..., 0] > 0].shape), atol=1e-5)
@@ -91,7 +97,7 @@ def test_colorize_input_is_bt601_luma():
   rgb = SOURCE[7]['image'].astype(np.float32)
   luma = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
   np.testing.assert_allclose((pair['input'][..., 0] + 1) * 127.5, luma, atol=1e-3)
-  assert task.baseline(pair['input'][None], 32).shape == (1, 32, 32, 3)
+  assert task.baseline(pair['input'][None], (32, 32)).shape == (1, 32, 32, 3)
 
 
 def test_training_pairs_are_deterministic_and_crops_are_aligned():
@@ -177,6 +183,62 @@ def test_pairs_source_refuses_unreadable_files(tmp_path):
     pairs.PairsSource(str(tmp_path), 8)
 
 
+def _div2k_examples(count, scale, seed=0):
+  """Stand-ins for tfds div2k examples: HR images of several sizes (not multiples of the
+  scale) and LR = MATLAB bicubic of HR's top-left multiple of the scale, as DIV2K's."""
+  rng = np.random.default_rng(seed)
+  examples = []
+  for i in range(count):
+    h, w = 44 + 3 * i, 50 + 5 * i
+    high = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    low = degrade.imresize(high[:h // scale * scale, :w // scale * scale], scale=1 / scale)
+    examples.append({'hr': high, 'lr': low})
+  return examples
+
+
+def test_div2k_pairs_give_the_datasets_low_resolution_inputs(caplog):
+  """tfds:div2k/bicubic_x4 (mocked: no download): the centre windows of HR and of LR, aligned
+  on the LR grid, neither resampled; task sr takes the dataset's LR image as its input (cropped
+  in step with the target), not a degradation of its own."""
+  import tensorflow_datasets as tfds
+  examples = _div2k_examples(3, 4)
+  examples.append(_div2k_examples(1, 4, seed=1)[0])
+  examples[3] = {'hr': examples[3]['hr'][:20, :24], 'lr': examples[3]['lr'][:5, :6]}
+  data_config = ml_collections.ConfigDict({
+      'source': 'tfds:div2k/bicubic_x4:train', 'resolution': 32, 'channels': 3,
+      'use_labels': False, 'tfds_data_dir': '', 'tfds_download': True})
+  with tfds.testing.mock_data(as_data_source_fn=lambda self, split, **kwargs: examples):
+    source = pipeline.create_source(data_config)
+    assert len(source) == 4 and source.scale == 4
+    pair = source[2]
+    # A pair smaller than data.resolution is resized, both images, with a warning.
+    small = source[3]
+    assert small['input'].shape == (8, 8, 3) and small['image'].shape == (32, 32, 3)
+    assert 'smaller than data.resolution=32' in caplog.text
+    wrong = ml_collections.ConfigDict(dict(data_config, resolution=30))
+    with pytest.raises(UserError, match='data.resolution=30 is not divisible by the ×4'):
+      pipeline.create_source(wrong)
+  high, low = examples[2]['hr'], examples[2]['lr']  # HR 50×60, LR 12×15.
+  top, left = (12 - 8) // 2, (15 - 8) // 2
+  np.testing.assert_array_equal(pair['input'], low[top:top + 8, left:left + 8])
+  np.testing.assert_array_equal(pair['image'], high[4 * top:4 * top + 32, 4 * left:4 * left + 32])
+  task = make_task(name='sr', scale=4, crop=16)
+  train = task.train_example(pair, np.random.default_rng(0))
+  assert train['image'].shape == (16, 16, 3) and train['input'].shape == (4, 4, 3)
+  found = [(y, x) for y in range(0, 17, 4) for x in range(0, 17, 4)
+           if np.array_equal(pair['image'][y:y + 16, x:x + 16], train['image'])]
+  assert len(found) == 1
+  y, x = found[0]
+  np.testing.assert_array_equal(train['input'], pair['input'][y // 4:y // 4 + 4, x // 4:x // 4 + 4]
+                                .astype(np.float32) / 127.5 - 1)
+  held = task.eval_example(pair, 0)
+  np.testing.assert_array_equal(held['image'], pair['image'][8:24, 8:24])
+  np.testing.assert_array_equal(held['input'],
+                                pair['input'][2:6, 2:6].astype(np.float32) / 127.5 - 1)
+  with pytest.raises(UserError, match='set task.scale to the dataset'):
+    make_task(name='sr', scale=2).eval_example(pair, 0)
+
+
 def test_holdout_is_a_fixed_disjoint_split():
   config = ml_collections.ConfigDict({
       'data': {'source': 'embedded', 'resolution': 16, 'channels': 3, 'num_images': 100,
@@ -187,7 +249,8 @@ def test_holdout_is_a_fixed_disjoint_split():
   assert not set(train.indices) & set(held.indices)
   again = pipeline.create_sources(config)[1]
   np.testing.assert_array_equal(again.indices, held.indices)
-  np.testing.assert_array_equal(held[0]['image'], ProceduralSource(16, 100)[held.indices[0]]['image'])
+  np.testing.assert_array_equal(held[0]['image'],
+                                ProceduralSource(16, 100)[held.indices[0]]['image'])
 
 
 # ------------------------------------------------------------------------------------------------

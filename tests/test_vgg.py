@@ -3,30 +3,20 @@ on shared weights (tests/data/vgg_lpips.npz, recorded by make_vgg_lpips_fixture.
 weights are drawn again here with NumPy by the same function, so the fixture holds only inputs
 and outputs)."""
 
-import importlib.util
-import pathlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import vgg_lpips_testing
 from jaxgen import pretrained
 from jaxgen.errors import UserError
 from jaxgen.models import vgg
 
-DATA = pathlib.Path(__file__).parent / 'data'
-
 
 @pytest.fixture(scope='module')
 def fixture():
-  spec = importlib.util.spec_from_file_location('make_vgg_lpips_fixture',
-                                                DATA / 'make_vgg_lpips_fixture.py')
-  script = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(script)
-  with np.load(DATA / 'vgg_lpips.npz') as data:
-    recorded = dict(data)
-  vgg19_sd, vgg16_sd, _, _ = script.shared_weights(int(recorded['seed']))
+  script, recorded, (vgg19_sd, vgg16_sd, _, _) = vgg_lpips_testing.load()
   return script, recorded, vgg19_sd, vgg16_sd
 
 

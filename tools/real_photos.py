@@ -61,10 +61,7 @@ def main(argv):
       given = photo
     output = summaries.to_uint8(translator(given, mask))
     inputs = task.user_input(given, mask)
-    if task.name == 'sr':  # Bicubic up-scaling to the (not square) photograph's size.
-      baseline = summaries.to_uint8(degrade.imresize(inputs, size=(h, w)))
-    else:
-      baseline = summaries.to_uint8(task.baseline(inputs[None], h)[0])
+    baseline = summaries.to_uint8(task.baseline(inputs[None], (h, w))[0])
     row = {'photo': name, 'size': f'{w}x{h}'}
     for label, image in (('model', output), ('baseline', baseline)):
       a, b = jnp.asarray(image[None]), jnp.asarray(photo[None])

@@ -6,6 +6,8 @@ Sources (each a random-access sequence of {'image': uint8 [R, R, C], 'label': in
   'tfds:NAME[:SPLIT]'   a prepared tensorflow-datasets dataset (split defaults to 'train')
   'pairs:DIR'           aligned image pairs for translation (jaxgen/data/pairs.py); examples
                         also hold the input image, 'input'
+  'unpaired:A,B'        two unpaired domains (jaxgen/data/unpaired.py; also 'unpaired:embedded'
+                        and 'tfds:cycle_gan/NAME'); examples hold an A image as 'input'
 
 Held-out images. `data.holdout` > 0 keeps that many images of the source (a fixed seeded
 choice) out of training for the evaluator; `eval.source`, when set, names another source to
@@ -25,6 +27,7 @@ iterator at batch s, exactly.
 import grain
 import numpy as np
 
+from jaxgen.data import unpaired
 from jaxgen.data.folder import FolderSource
 from jaxgen.data.pairs import PairsSource
 from jaxgen.data.procedural import MAX_RESOLUTION, MIN_RESOLUTION, ProceduralSource
@@ -53,14 +56,50 @@ def create_source(data_config):
     name, _, split = rest.partition(':')
     if not name:
       raise UserError('data.source="tfds:" needs a dataset name, e.g. "tfds:cifar10:train"')
+    if name.startswith('cycle_gan/') and split in ('', 'train', 'test'):
+      return _cycle_gan(data_config, name, split or 'train')
     return TfdsSource(name, split or 'train', resolution, channels, data_config.use_labels,
                       data_config.tfds_data_dir or None, data_config.tfds_download)
   if kind == 'pairs':
     if not rest:
       raise UserError('data.source="pairs:" needs a path, e.g. "pairs:/data/facades/train"')
     return PairsSource(rest, resolution, channels)
+  if kind == 'unpaired':
+    return _unpaired(data_config)
   raise UserError(f'unknown data.source {spec!r}: use "embedded", "folder:PATH", '
-                  '"tfds:NAME[:SPLIT]" or "pairs:DIR"')
+                  '"tfds:NAME[:SPLIT]", "pairs:DIR" or "unpaired:DIR_A,DIR_B"')
+
+
+def _unpaired(data_config):
+  """'unpaired:SPEC_A,SPEC_B' or 'unpaired:embedded' (jaxgen/data/unpaired.py)."""
+  import copy  # pylint: disable=import-outside-toplevel
+  spec = data_config.source
+  if spec == 'unpaired:embedded':
+    if not MIN_RESOLUTION <= data_config.resolution <= MAX_RESOLUTION:
+      raise UserError(f'the embedded dataset renders {MIN_RESOLUTION}..{MAX_RESOLUTION} pixels, '
+                      f'not data.resolution={data_config.resolution}')
+    return unpaired.embedded(data_config.resolution, data_config.num_images, data_config.seed,
+                             data_config.channels)
+  domains = []
+  for side, part in zip('AB', unpaired.parse(spec)):
+    if part.partition(':')[0] in ('unpaired', 'pairs'):
+      raise UserError(f'domain {side} of data.source={spec!r} is {part!r}: each domain is one '
+                      'collection of images (a folder, "tfds:NAME:SPLIT" or "embedded")')
+    domain_config = copy.deepcopy(data_config)
+    domain_config.source, domain_config.use_labels = part, False
+    try:
+      domains.append(create_source(domain_config))
+    except UserError as e:
+      raise UserError(f'domain {side} of data.source={spec!r}: {e}') from e
+  return unpaired.UnpairedSource(*domains, data_config.seed)
+
+
+def _cycle_gan(data_config, name, split):
+  """tfds 'cycle_gan/NAME': split 'train' is trainA with trainB, 'test' testA with testB."""
+  domains = [TfdsSource(name, split + side, data_config.resolution, data_config.channels, False,
+                        data_config.tfds_data_dir or None, data_config.tfds_download)
+             for side in 'AB']
+  return unpaired.UnpairedSource(*domains, data_config.seed, name=f'tfds:{name}:{split}')
 
 
 class Subset:
@@ -102,6 +141,8 @@ def create_sources(config):
     return source, create_source(eval_data)
   if not holdout:
     return source, source
+  if hasattr(source, 'hold_out'):  # Sources of several collections split each one.
+    return source.hold_out(holdout, HOLDOUT_SEED)
   if holdout >= len(source):
     raise UserError(f'data.holdout={holdout} leaves no training images of the {len(source)} in '
                     f'{config.data.source!r}: hold out fewer')

@@ -92,8 +92,12 @@ def _mask(label, x, y, rng, pixel):
   raise ValueError(f'unknown class {label}')
 
 
-def render(index, resolution, seed=0, channels=3):
+def render(index, resolution, seed=0, channels=3, palette=None):
   """Draws image `index` of the dataset.
+
+  `palette`, a (background, foreground) pair of RGB colours in [0, 1], paints the same
+  composition in those two colours instead of its random ones (the geometry, drawn from the same
+  random stream, is unchanged): the restyling of the two-domain data (jaxgen/data/unpaired.py).
 
   Returns:
     (image, label): image uint8 [resolution, resolution, channels], label int in [0, 10).
@@ -105,6 +109,8 @@ def render(index, resolution, seed=0, channels=3):
   pixel = 2.0 / resolution
   background = _random_colour(rng)
   foreground = _random_colour(rng, avoid=background)
+  if palette is not None:
+    background, foreground = (np.asarray(c, np.float64) for c in palette)
   # A faint background gradient keeps the flat area from being trivially constant.
   tilt = rng.uniform(-0.15, 0.15, size=2)
   base = background[None, None, :] + (tilt[0] * x + tilt[1] * y)[..., None]

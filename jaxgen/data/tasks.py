@@ -5,6 +5,8 @@ inside the input pipeline:
 
   sr        super-resolution ×`task.scale` (2, 3, 4): the input is the target down-scaled with
             MATLAB's antialiased bicubic `imresize`, as the SR literature makes its LR images
+            — or, from a source of real (LR, HR) pairs (`tfds:div2k/bicubic_x4`,
+            jaxgen/data/tfds_source.py), the source's LR image, cropped in step with the target
   denoise   the input is the target plus Gaussian noise of σ `task.noise_sigma` (0–255 units;
             one value = fixed, two = uniform in that range), then JPEG-compressed with a quality
             drawn from `task.jpeg_quality` when that is a (low, high) pair
@@ -54,6 +56,10 @@ class Task:
   """The pairs of `config.task` for images of `channels` channels (see the module docstring).
 
   Raises UserError for a bad task setting (checked here, before anything is written)."""
+
+  # Which evaluator scores a recipe with this task (jaxgen.evaluation.TASK_EVALUATORS): outputs
+  # against held-out targets, beside the task's baseline.
+  evaluator = 'paired'
 
   def __init__(self, task_config, channels, resolution):
     t = task_config
@@ -159,19 +165,54 @@ class Task:
   def _pair(self, example, target, source_input, rng):
     if self.name == 'paired' and self.reverse:
       target, source_input = source_input, target
-    if self.name == 'paired':
+    if self.name == 'sr' and source_input is not None:
+      self._check_low_resolution(source_input, target)
+    if self.name == 'paired' or (self.name == 'sr' and source_input is not None):
       inputs = _to_input(source_input)
     else:
       inputs = np.asarray(self.degrade(target, rng), np.float32)
     return {'input': inputs, 'image': target, 'label': example['label']}
 
+  def _check_low_resolution(self, low, high):
+    (h, w), (big_h, big_w) = low.shape[:2], high.shape[:2]
+    if (h * self.scale, w * self.scale) != (big_h, big_w):
+      raise UserError(f'task sr ×{self.scale}: the source gives {w}×{h} inputs for {big_w}×'
+                      f'{big_h} targets, not {self.scale} times smaller: set task.scale to the '
+                      'dataset\'s (e.g. 4 for tfds:div2k/bicubic_x4)')
+
+  def _source_low_resolution(self, example):
+    """The LR image of a source of real SR pairs (its 'input'), checked to be the target
+    `scale` times smaller; None for every other task or source."""
+    low = example.get('input') if self.name == 'sr' else None
+    if low is not None:
+      self._check_low_resolution(low, example['image'])
+    return low
+
+  def _crop_grid(self, example):
+    """The grid a crop's corner lies on: the scale for SR pairs (the source's LR image is
+    cropped in step), else 1."""
+    return self.scale if self._source_low_resolution(example) is not None else 1
+
+  def _crop(self, example, top, left, grid):
+    """The task.crop window at (top, left) of the target and its counterpart in the source's
+    input, if any: the same pixels, or for SR pairs (grid = scale) the window `grid` times
+    smaller."""
+    size = self.crop
+    target, source_input = example['image'], example.get('input')
+    if source_input is not None:
+      source_input = source_input[top // grid:(top + size) // grid,
+                                  left // grid:(left + size) // grid]
+    return target[top:top + size, left:left + size], source_input
+
   def train_example(self, example, rng):
-    """A training pair from a source example: random crop (task.crop), then the degradation."""
+    """A training pair from a source example: random crop (task.crop), then the degradation.
+    With an LR image from the source (SR pairs), the crop's corner lies on its grid."""
     target, source_input = example['image'], example.get('input')
     if self.crop:
-      arrays = [target] if source_input is None else [target, source_input]
-      arrays = degrade.random_crop(rng, arrays, self.crop)
-      target, source_input = arrays[0], (arrays[1] if source_input is not None else None)
+      grid = self._crop_grid(example)
+      top = grid * int(rng.integers(0, (target.shape[0] - self.crop) // grid + 1))
+      left = grid * int(rng.integers(0, (target.shape[1] - self.crop) // grid + 1))
+      target, source_input = self._crop(example, top, left, grid)
     return self._pair(example, target, source_input, rng)
 
   def eval_example(self, example, index, seed=0):
@@ -180,11 +221,10 @@ class Task:
     rng = np.random.default_rng([seed, index, 0x5EED])
     target, source_input = example['image'], example.get('input')
     if self.crop:
-      top = (target.shape[0] - self.crop) // 2
-      left = (target.shape[1] - self.crop) // 2
-      window = (slice(top, top + self.crop), slice(left, left + self.crop))
-      target = target[window]
-      source_input = None if source_input is None else source_input[window]
+      grid = self._crop_grid(example)
+      top = (target.shape[0] - self.crop) // 2 // grid * grid
+      left = (target.shape[1] - self.crop) // 2 // grid * grid
+      target, source_input = self._crop(example, top, left, grid)
     return self._pair(example, target, source_input, rng)
 
   def user_input(self, image, mask=None):
@@ -209,11 +249,12 @@ class Task:
   # ----------------------------------------------------------------------------------------------
   # What a model must beat, and what a grid shows.
 
-  def baseline(self, inputs, target_size):
-    """The trivial answer for a batch of inputs [N, h, w, c_in] → [N, S, S, C] in [-1, 1]."""
+  def baseline(self, inputs, target_shape):
+    """The trivial answer for a batch of inputs [N, h, w, c_in] → [N, H, W, C] in [-1, 1],
+    (H, W) = `target_shape`, the targets' size (any aspect ratio)."""
     inputs = np.asarray(inputs, np.float32)
     if self.name == 'sr':
-      return np.stack([degrade.imresize(x, size=(target_size, target_size)) for x in inputs])
+      return np.stack([degrade.imresize(x, size=tuple(target_shape)) for x in inputs])
     if self.name == 'inpaint':
       image, mask = inputs[..., :-1], inputs[..., -1:]
       known = np.maximum((1.0 - mask).sum(axis=(1, 2), keepdims=True), 1.0)
@@ -225,9 +266,9 @@ class Task:
       return None
     return inputs
 
-  def display(self, inputs, target_size):
-    """Inputs as images at the target size for sample grids (SR: nearest-neighbour up-scaling;
-    inpainting: holes shown in gray)."""
+  def display(self, inputs, target_shape):
+    """Inputs as images of the targets' (H, W) for sample grids (SR: nearest-neighbour
+    up-scaling; inpainting: holes shown in gray), or None when they cannot be shown at it."""
     inputs = np.asarray(inputs, np.float32)
     if self.name == 'sr':
       inputs = inputs.repeat(self.scale, axis=1).repeat(self.scale, axis=2)
@@ -235,7 +276,7 @@ class Task:
       inputs = inputs[..., :-1]
     if inputs.shape[-1] == 1 and self.channels == 3:
       inputs = np.repeat(inputs, 3, axis=-1)
-    if inputs.shape[1] != target_size:
+    if inputs.shape[1:3] != tuple(target_shape):
       return None
     return inputs
 

@@ -30,18 +30,15 @@ uses torch when it is importable, else `jaxgen.pretrained.load_torch_state_dict`
 unpickler that needs no torch.
 """
 
-import argparse
 import collections
 import dataclasses
 import functools
-import pathlib
 import sys
 
 import jax
 import numpy as np
 
 from jaxgen import pretrained
-from jaxgen.errors import UserError
 from jaxgen.metrics import inception
 
 PTH_NAME = 'pt_inception-2015-12-05-6726825d.pth'
@@ -258,34 +255,10 @@ def load_params(weights=None, cache=None, allow_download=True, url=PTH_URL):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(
-      prog='python -m jaxgen.metrics.inception_weights',
-      description='Convert pytorch-fid\'s FID Inception weights into jaxgen\'s weight file.')
-  sub = parser.add_subparsers(dest='command', required=True)
-  conv = sub.add_parser('convert', help='.pth state_dict -> jaxgen .npz')
-  conv.add_argument('--pth', required=True, help=f'pytorch-fid\'s {PTH_NAME}')
-  conv.add_argument('--out', required=True, help=f'output .npz, e.g. {CONVERTED_NAME}')
-  conv.add_argument('--no-hash-check', action='store_true',
-                    help='accept a .pth whose SHA-256 is not the official one (tests only)')
-  conv.add_argument('--reader', choices=('auto', 'torch', 'plain'), default='auto',
-                    help='how to read the .pth: torch if importable (auto), or the built-in '
-                    'reader')
-  fetch = sub.add_parser('fetch', help='download, check and convert into the cache')
-  fetch.add_argument('--cache', default=None, help='cache directory (default $JAXGEN_CACHE or '
-                     '~/.cache/jaxgen)')
-  args = parser.parse_args(argv)
-  try:
-    if args.command == 'convert':
-      use_torch = {'auto': None, 'torch': True, 'plain': False}[args.reader]
-      convert_pth(args.pth, args.out, check_hash=not args.no_hash_check, use_torch=use_torch)
-      print(f'wrote {args.out}')
-    else:
-      load_params(cache=args.cache)
-      print(f'Inception weights ready in {pathlib.Path(args.cache or cache_dir()) / "inception"}')
-  except UserError as e:
-    print(f'{parser.prog}: error: {e}', file=sys.stderr)
-    return 2
-  return 0
+  """`convert --pth FILE --out FILE.npz` and `fetch [--cache DIR]` for the FID Inception weights:
+  jaxgen.pretrained's command line for this one file. Returns the exit status."""
+  return pretrained.main(argv, spec=_spec(), prog='python -m jaxgen.metrics.inception_weights',
+                         reader=lambda path, use_torch: read_pth(path, use_torch))
 
 
 if __name__ == '__main__':

@@ -50,7 +50,9 @@ float32; the generator's tanh output and the discriminator's logits are float32.
 
 The official test.py keeps the networks in train mode unless `--eval` (pix2pix's generator then
 normalises with the test batch's statistics and keeps its dropout); train=True with a 'dropout'
-rng (discarding the batch-stats updates) reproduces that, train=False is `--eval`.
+rng (discarding the batch-stats updates) reproduces that, train=False is `--eval`. The
+translation recipe's `sampling.norm='batch'` applies train=True one image at a time with
+dropout off (jaxgen/recipes/translation.py).
 
 Usage:
 
@@ -110,6 +112,24 @@ def _check_nhwc(x, what):
 # Layers.
 
 
+def _correlate(layer, x, stride, padding, lhs_dilation=1, flip=False):
+  """What Conv2d and ConvTranspose2d share: the layer's kernel [k, k, in, features] ~ N(0,
+  0.02²) (spatially flipped when `flip`), a correlation of x (dilated by `lhs_dilation`) with it
+  in the compute dtype, NHWC/HWIO, with `stride` and (before, after) `padding`, then the bias
+  (init 0) when the layer has one. Called inside the layer's compact __call__."""
+  k = layer.kernel_size
+  kernel = layer.param('kernel', _normal_init, (k, k, x.shape[-1], layer.features))
+  if flip:
+    kernel = kernel[::-1, ::-1]
+  y = lax.conv_general_dilated(
+      x.astype(layer.dtype), kernel.astype(layer.dtype), (stride, stride), [padding] * 2,
+      lhs_dilation=(lhs_dilation, lhs_dilation), dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+      precision=_precision(layer.dtype))
+  if layer.use_bias:
+    y = y + layer.param('bias', nn.initializers.zeros, (layer.features,)).astype(layer.dtype)
+  return y
+
+
 class Conv2d(nn.Module):
   """k×k convolution with stride and symmetric zero padding, as torch's Conv2d: output size
   ⌊(H + 2·padding − k)/stride⌋ + 1. Kernel [k, k, in, out] ~ N(0, 0.02²), bias 0."""
@@ -122,15 +142,7 @@ class Conv2d(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    k = self.kernel_size
-    kernel = self.param('kernel', _normal_init, (k, k, x.shape[-1], self.features))
-    y = lax.conv_general_dilated(
-        x.astype(self.dtype), kernel.astype(self.dtype), (self.stride, self.stride),
-        [(self.padding, self.padding)] * 2, dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-        precision=_precision(self.dtype))
-    if self.use_bias:
-      y = y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
-    return y
+    return _correlate(self, x, self.stride, (self.padding, self.padding))
 
 
 class ConvTranspose2d(nn.Module):
@@ -150,16 +162,9 @@ class ConvTranspose2d(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    k = self.kernel_size
-    kernel = self.param('kernel', _normal_init, (k, k, x.shape[-1], self.features))
-    before = k - 1 - self.padding
-    y = lax.conv_general_dilated(
-        x.astype(self.dtype), kernel[::-1, ::-1].astype(self.dtype), (1, 1),
-        [(before, before + self.output_padding)] * 2, lhs_dilation=(self.stride, self.stride),
-        dimension_numbers=('NHWC', 'HWIO', 'NHWC'), precision=_precision(self.dtype))
-    if self.use_bias:
-      y = y + self.param('bias', nn.initializers.zeros, (self.features,)).astype(self.dtype)
-    return y
+    before = self.kernel_size - 1 - self.padding
+    return _correlate(self, x, 1, (before, before + self.output_padding),
+                      lhs_dilation=self.stride, flip=True)
 
 
 def _scale_init(key, shape, dtype=jnp.float32):

@@ -232,11 +232,23 @@ def _check_channels(x, expected, what):
                     'inputs are NHWC')
 
 
+def _check_scale(scale, scales, what, attribute):
+  if scale not in scales:
+    raise UserError(f'{what}: {attribute}={scale} is not supported; BasicSR\'s {what} '
+                    f'up-samples by one of {scales}')
+
+
+def _reconstruct(conv, feat, num_feat, num_out_ch, slope):
+  """The tail both generators share, at the output resolution: conv_last(LReLU(conv_hr(feat)))."""
+  return conv(_lrelu(conv(feat, num_feat, 'conv_hr'), slope), num_out_ch, 'conv_last')
+
+
 class SRResNet(nn.Module):
   """BasicSR's MSRResNet: [N, H, W, num_in_ch] → [N, upscale·H, upscale·W, num_out_ch].
 
   The official pretrained models take RGB in [0, 1]. Attribute names are the official
-  constructor's (`upscale` 2, 3 or 4)."""
+  constructor's (`upscale` 2, 3 or 4). `train` is accepted and ignored (no batch norm, no
+  dropout), so that every generator is called as G(x, train)."""
   num_in_ch: int = 3
   num_out_ch: int = 3
   num_feat: int = 64
@@ -245,10 +257,9 @@ class SRResNet(nn.Module):
   precision: Any = None  # of the convolutions; None: the backend's default for float32
 
   @nn.compact
-  def __call__(self, x):
-    if self.upscale not in SRRESNET_SCALES:
-      raise UserError(f'SRResNet: upscale={self.upscale} is not supported; MSRResNet up-samples '
-                      f'by one of {SRRESNET_SCALES}')
+  def __call__(self, x, train=False):
+    del train  # Neither batch norm nor dropout.
+    _check_scale(self.upscale, SRRESNET_SCALES, 'SRResNet', 'upscale')
     _check_channels(x, self.num_in_ch, 'SRResNet')
     conv = lambda h, features, name: _conv(h, features, name, True, precision=self.precision)
     out = _lrelu(conv(x, self.num_feat, 'conv_first'), 0.1)
@@ -258,7 +269,7 @@ class SRResNet(nn.Module):
     for i, r in enumerate(steps):
       out = conv(out, self.num_feat * r * r, f'upconv{i + 1}')
       out = _lrelu(pixel_shuffle(out, r), 0.1)
-    out = conv(_lrelu(conv(out, self.num_feat, 'conv_hr'), 0.1), self.num_out_ch, 'conv_last')
+    out = _reconstruct(conv, out, self.num_feat, self.num_out_ch, 0.1)
     return out + upsample_bilinear(x, self.upscale)
 
 
@@ -309,7 +320,7 @@ class RRDBNet(nn.Module):
   first, so H and W must be multiples of 2 or 4.
 
   The defaults are the official ESRGAN ×4 (16,697,987 parameters); its pretrained models take
-  RGB in [0, 1]."""
+  RGB in [0, 1]. `train` is accepted and ignored, as SRResNet's."""
   num_in_ch: int = 3
   num_out_ch: int = 3
   scale: int = 4
@@ -319,10 +330,9 @@ class RRDBNet(nn.Module):
   precision: Any = None  # of the convolutions; None: the backend's default for float32
 
   @nn.compact
-  def __call__(self, x):
-    if self.scale not in RRDBNET_SCALES:
-      raise UserError(f'RRDBNet: scale={self.scale} is not supported; BasicSR\'s RRDBNet '
-                      f'up-samples by one of {RRDBNET_SCALES}')
+  def __call__(self, x, train=False):
+    del train  # Neither batch norm nor dropout.
+    _check_scale(self.scale, RRDBNET_SCALES, 'RRDBNet', 'scale')
     _check_channels(x, self.num_in_ch, 'RRDBNet')
     conv = lambda h, features, name: _conv(h, features, name, False, precision=self.precision)
     feat = x if self.scale == 4 else pixel_unshuffle(x, 4 // self.scale)
@@ -333,7 +343,7 @@ class RRDBNet(nn.Module):
     feat = feat + conv(trunk, self.num_feat, 'conv_body')
     for name in ('conv_up1', 'conv_up2'):
       feat = _lrelu(conv(upsample_nearest(feat, 2), self.num_feat, name), 0.2)
-    return conv(_lrelu(conv(feat, self.num_feat, 'conv_hr'), 0.2), self.num_out_ch, 'conv_last')
+    return _reconstruct(conv, feat, self.num_feat, self.num_out_ch, 0.2)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 update rules of `training/training_loop.py`).
 
   * Non-saturating logistic loss: G minimises softplus(−D(G(z))); D minimises
-    softplus(D(G(z))) + softplus(−D(x)).
+    softplus(D(G(z))) + softplus(−D(x)) (or, by choice, hinge or least squares).
   * Lazy R1 on reals: every `interval` D steps add (γ/2)·E‖∇ₓD(x)‖² · interval.
   * Path-length regularisation: every `interval` G steps, on batch/pl_batch_shrink samples, add
     pl_weight · E(‖J_wᵀ y‖ − a)² · interval, with y ~ N(0, 1/(H·W)) images and `a` (pl_mean) a
@@ -21,8 +21,26 @@ import math
 import jax
 import jax.numpy as jnp
 
-# The non-saturating logistic loss is DCGAN's too: one definition, re-exported here.
-from jaxgen.objectives.nonsaturating import discriminator_loss, generator_loss  # noqa: F401
+from jaxgen.objectives import gan_losses
+
+# The adversarial losses StyleGAN2 can train with (`objective.loss`): the official
+# non-saturating logistic loss, or hinge / least squares, each with R1 as usual. Not WGAN-GP:
+# its critic loss needs the interpolates' gradient penalty and n_critic (DCGAN's recipe).
+LOSSES = ('nonsaturating', 'hinge', 'lsgan')
+
+# ADA's overfitting heuristic r_t = E sign(D(x) − m) needs the logit halfway between the losses'
+# real and fake targets: 0 for the logistic and hinge losses, ½ for LSGAN's 1 and 0.
+LOGIT_MIDPOINT = {'nonsaturating': 0.0, 'hinge': 0.0, 'lsgan': 0.5}
+
+
+def discriminator_loss(real_logits, fake_logits, loss='nonsaturating'):
+  """Dmain's loss (jaxgen.objectives.gan_losses; the official one is 'nonsaturating')."""
+  return gan_losses.discriminator_loss(loss, real_logits, fake_logits)
+
+
+def generator_loss(fake_logits, loss='nonsaturating'):
+  """Gmain's loss (jaxgen.objectives.gan_losses; the official one is 'nonsaturating')."""
+  return gan_losses.generator_loss(loss, fake_logits)
 
 
 def r1_penalty(d_fn, real_images):

@@ -14,12 +14,18 @@ Training
                                    anything is written; sampling, export and evaluation skip it
   init_state(rng)                  the train state, a flax struct with `step` (int32) and `rng`
   step_variant(step)               a hashable static variant of the update at `step` (e.g.
-                                   StyleGAN2's lazy regularisers); one compiled program each
+                                   StyleGAN2's lazy regularisers, DCGAN's critic-only steps
+                                   under n_critic); one compiled program each
   train_step(state, batch, variant) → (state, metrics)   pure; batch {'image': uint8 [B,R,R,C],
                                    'label': int32 [B]} (+ 'input' with a task, below); metrics
                                    are float scalars
   progress_metrics                 the metric names the progress bar shows
   param_count(state)               {network: parameter count} for the logs
+  init_fields                      the state fields a new run takes from another run of the
+                                   same recipe (`model.init_from`: a workdir or one of its
+                                   checkpoints/<step>; `jaxgen.trained.read_init_from`), e.g.
+                                   the generator's weights and their EMA; absent: the recipe
+                                   does not start from another run
 
 What a sample is made from
   task                             None: from random latents (GANs, diffusion). Else a
@@ -29,6 +35,22 @@ What a sample is made from
                                    transform (crop, degradation); the evaluator scores outputs
                                    against held-out targets (`eval_example`) beside the task's
                                    `baseline`; `jaxgen.translate` applies the model to files.
+                                   `task.evaluator` names the evaluator that scores the recipe
+                                   (`jaxgen.evaluation.TASK_EVALUATORS`; 'paired' for Task; its
+                                   `METRICS` are the names `jaxgen.evaluate` accepts)
+                                   Unpaired translation (CycleGAN; `jaxgen.data.unpaired.
+                                   UnpairedTask`, task.evaluator 'unpaired'): an example's
+                                   'input' is a domain-A image and its 'image' an unrelated
+                                   domain-B one; `generate` takes direction 'AtoB' | 'BtoA'
+                                   (`jaxgen.translate --direction`)
+                                   Style transfer (AdaIN; task.evaluator 'style'): the inputs
+                                   stack the content image and k ≥ 1 style images on the
+                                   channel axis, [N, H, W, 3 + 3k] (a training example: domain A
+                                   ‖ domain B of an `unpaired:` source); `generate` takes
+                                   alpha and style_weights; the recipe adds
+                                   `style_scores(state, inputs, images)` → per-pair losses
+                                   {'content_loss', 'style_loss', 'loss'} for its evaluator;
+                                   `jaxgen.stylize --workdir` applies it to files
 
 Sampling (a "sample" is one image; how many network passes it takes is the recipe's business)
   latents(rng, n)                  the random input of n samples (GAN z; diffusion noise);
@@ -53,7 +75,8 @@ Benchmarks
   network_forward(state, z, labels)  one such pass, for FLOP counts (XLA counts a loop's body
                                    once, so a sampler's FLOPs are this × the evaluations)
 
-Recipes: 'dcgan', 'stylegan2', 'diffusion' (latents), 'translation' (a task).
+Recipes: 'dcgan', 'stylegan2', 'diffusion' (latents), 'translation' (a task), 'cyclegan' (an
+unpaired task), 'adain' (a style task).
 """
 
 

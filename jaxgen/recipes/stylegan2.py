@@ -13,7 +13,10 @@ One training step is the official loop's four phases on one minibatch (NVlabs'
 Both optimisers use Adam's lazy-regularisation correction (lr·c, betas^c, c = I/(I+1)). After the
 phases the generator EMA is updated (half-life `ema_kimg`, optional ramp-up; buffers are G's),
 and every `augment.interval` steps ADA's p moves towards `augment.target` from the signs of the
-real logits of the Dmain and Dreg passes. Everything here is a pure function of the state: the
+real logits of the Dmain and Dreg passes. `objective.loss` may swap the official logistic
+loss of Gmain and Dmain for the hinge or least-squares loss (jaxgen/objectives/gan_losses.py);
+R1 stays, and ADA then reads the signs about the logit halfway between the loss's targets.
+Everything here is a pure function of the state: the
 step number picks the variant (which regularisers run), so the training loop jits one program
 per variant and a resumed run repeats exactly the same updates.
 """
@@ -74,6 +77,17 @@ def validate(config, num_classes, mesh=None):
                       'regularisation passes; 1 = every step)')
   if not 0 <= obj.style_mixing_prob <= 1:
     raise UserError(f'objective.style_mixing_prob={obj.style_mixing_prob} is outside [0, 1]')
+  loss = obj.get('loss', 'nonsaturating')
+  if loss == 'wgan-gp':
+    raise UserError("objective.loss='wgan-gp' is not supported by StyleGAN2 (its critic needs "
+                    "the interpolates' gradient penalty, StyleGAN2 constrains D with R1): use "
+                    "'nonsaturating', 'hinge' or 'lsgan', or configs/dcgan.py:wgan_gp")
+  if loss not in objective.LOSSES:
+    raise UserError(f'objective.loss={loss!r} is not a StyleGAN2 loss: use one of '
+                    + ', '.join(repr(n) for n in objective.LOSSES))
+  if config.model.get('spectral_norm', False):
+    raise UserError('model.spectral_norm=True is not supported by StyleGAN2 (R1 regularises its '
+                    'D instead): set it to False, or train configs/dcgan.py:sn_hinge')
   batch = config.train.batch_size
   group = config.model.mbstd_group_size
   splits = mbstd_num_splits(config, mesh)
@@ -120,6 +134,7 @@ class StyleGAN2:
         mbstd_group_size=m.mbstd_group_size or None, mbstd_num_channels=m.mbstd_num_channels,
         mbstd_num_splits=mbstd_num_splits(config, mesh))
     self.obj = obj
+    self.loss = obj.get('loss', 'nonsaturating')
     self.pl_batch = max(self.batch_size // obj.pl_batch_shrink, 1) if obj.pl_weight > 0 else 0
     self.g_tx = self._adam(o.g_lr, o, obj.pl_interval)
     self.d_tx = self._adam(o.d_lr, o, obj.r1_interval)
@@ -197,6 +212,11 @@ class StyleGAN2:
 
   # ----------------------------------------------------------------------------------------------
 
+  def _real_sign(self, logits):
+    """sign(D(x) − m), ADA's statistic, with m the loss's logit midpoint (0 but for LSGAN)."""
+    midpoint = objective.LOGIT_MIDPOINT[self.loss]
+    return jnp.sign(logits - midpoint if midpoint else logits)
+
   def train_step(self, state, batch, variant=(False, False)):
     """One minibatch: Gmain, [Greg], Dmain, [Dreg], EMA, ADA. batch: {'image': uint8 [B,R,R,C],
     'label': int32 [B]}. Returns (new state, scalar metrics)."""
@@ -213,7 +233,7 @@ class StyleGAN2:
     def g_main_loss(params):
       fake, _ = self._generate_fakes(params, buffers, batch_size, c, keys[0])
       logits = self._discriminate(d_params, fake, c, keys[1], p)
-      return objective.generator_loss(logits), logits
+      return objective.generator_loss(logits, self.loss), logits
 
     # Named scopes label each phase's ops in profiles (python -m jaxgen.bench --profile).
     with jax.named_scope('Gmain'):
@@ -251,14 +271,14 @@ class StyleGAN2:
       def d_main_loss(params):
         fake_logits = self._discriminate(params, fake, c, keys[4], p)
         real_logits = self._discriminate(params, real, c, keys[5], p)
-        return objective.discriminator_loss(real_logits, fake_logits), (real_logits,
-                                                                        fake_logits)
+        return objective.discriminator_loss(real_logits, fake_logits, self.loss), (
+            real_logits, fake_logits)
 
       (d_loss, (real_logits, d_fake_logits)), d_grads = jax.value_and_grad(
           d_main_loss, has_aux=True)(d_params)
       updates, d_opt_state = self.d_tx.update(d_grads, state.d_opt_state, d_params)
       d_params = optax.apply_updates(d_params, updates)
-    sign_sum = state.ada_sign_sum + jnp.sum(jnp.sign(real_logits))
+    sign_sum = state.ada_sign_sum + jnp.sum(self._real_sign(real_logits))
     count = state.ada_count + batch_size
 
     # Dreg: lazy R1 on the (augmented) reals.
@@ -276,7 +296,7 @@ class StyleGAN2:
             d_params)
         updates, d_opt_state = self.d_tx.update(r1_grads, d_opt_state, d_params)
         d_params = optax.apply_updates(d_params, updates)
-      sign_sum = sign_sum + jnp.sum(jnp.sign(r1_logits))
+      sign_sum = sign_sum + jnp.sum(self._real_sign(r1_logits))
       count = count + batch_size
 
     # Generator EMA: half-life ema_kimg, ramp-up on the images shown before this step.
@@ -305,7 +325,7 @@ class StyleGAN2:
         'loss/r1_penalty': last_r1, 'loss/pl_penalty': last_pl, 'pl/mean': pl_mean,
         'logits/real': jnp.mean(real_logits), 'logits/fake': jnp.mean(d_fake_logits),
         'logits/fake_for_g': jnp.mean(fake_logits),
-        'augment/p': ada_p, 'augment/real_sign': jnp.mean(jnp.sign(real_logits)),
+        'augment/p': ada_p, 'augment/real_sign': jnp.mean(self._real_sign(real_logits)),
         'grad_norm/d': optax.global_norm(d_grads), 'grad_norm/g': optax.global_norm(g_grads),
         'ema/beta': beta,
     }

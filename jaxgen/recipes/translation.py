@@ -15,8 +15,20 @@ is trained by a pixel loss, optionally a perceptual loss and optionally an adver
 One step is pix2pix's `optimize_parameters`: G's forward pass (batch norm in training mode,
 dropout on); D's update on real and generated pairs (generated treated as constants); then G's
 update through the *updated* D on the same forward pass (its vjp). The EMA of G's weights
-(`train.ema_kimg`; 0 = none, G itself, as pix2pix) is what samples, metrics and exports use;
-batch norm uses its running statistics there (pix2pix's `--eval`).
+(`train.ema_kimg`; 0 = none, G itself, as pix2pix) is what samples, metrics and exports use.
+
+Batch norm at sampling time (`sampling.norm`, the `norm` option of `generate`; evaluation and
+`jaxgen.translate` take the run's value):
+  'running'  the running statistics gathered in training (the official test.py with `--eval`).
+  'batch'    each image normalised with its own statistics, as the official test.py does by
+             default (batch size 1, the networks left in training mode) and the pix2pix paper
+             describes; dropout stays off, so a translation is deterministic (test.py keeps
+             dropout on as well: its outputs vary from call to call). The statistics are each
+             image's alone (one image at a time), whatever the batch or tile it comes in.
+Generators without batch norm (SRResNet, RRDB, instance norm) ignore it.
+
+`model.init_from` starts a run from another run's G and its EMA (`init_fields`; ESRGAN's GAN
+stage from the PSNR-oriented RRDB, configs/superres.py:esrgan).
 """
 
 import math
@@ -27,7 +39,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxgen import recipes
 from jaxgen.data import tasks as tasks_lib
 from jaxgen.errors import UserError
 from jaxgen.objectives import stylegan2 as gan_objective
@@ -37,6 +48,7 @@ GENERATORS = ('unet_256', 'unet_128', 'unet', 'resnet_9blocks', 'resnet_6blocks'
               'rrdb')
 DISCRIMINATORS = ('patchgan', 'vgg128', 'none')
 SCHEDULES = ('constant', 'linear', 'cosine')
+NORMS = ('running', 'batch')  # sampling.norm: batch norm's statistics at sampling time
 
 
 @flax.struct.dataclass
@@ -98,6 +110,12 @@ class Translation:
     if not 0 <= o.decay_start <= 1:
       raise UserError(f'optimizer.decay_start={o.decay_start} is a fraction of the run: give a '
                       'value in [0, 1]')
+    sampling = config.get('sampling', {})  # Absent in runs older than sampling.norm.
+    unknown = sorted(set(sampling.keys()) - {'norm'})
+    if unknown:
+      raise UserError(f'sampling.{unknown[0]} is not a setting of translation runs: their '
+                      'only sampling setting is sampling.norm ("running" or "batch")')
+    self.norm = self.check_norm(sampling.get('norm', 'running'))
     channels = config.data.channels
     self.channels = channels
     self.scale = self.task.scale
@@ -135,7 +153,6 @@ class Translation:
     from jaxgen.models import pix2pix, resnet_generator, srnet
     dtype = jnp.dtype(m.dtype)
     name = m.generator
-    self._g_takes_train = name not in ('srresnet', 'rrdb')
     if name != 'srresnet' and name != 'rrdb' and self.scale != 1:
       raise UserError(f'model.generator={name!r} keeps the image size, but task sr scales it by '
                       f'{self.scale}: use "srresnet" or "rrdb" for super-resolution')
@@ -211,17 +228,28 @@ class Translation:
     return lambda images: net.apply({'params': params}, images)
 
   def _g_apply(self, variables, x, train, rng=None):
-    """G(x) → (images, new batch stats or {})."""
-    kwargs = {'rngs': {'dropout': rng}} if train and rng is not None else {}
-    if 'batch_stats' in variables and variables['batch_stats']:
-      if train:
-        out, updates = self.generator.apply(variables, x, train=True, mutable=['batch_stats'],
-                                            **kwargs)
-        return out, updates['batch_stats']
+    """G(x) → (images, new batch stats or {}). Every generator is called as G(x, train): batch
+    norm and dropout in training mode or not (SRResNet and RRDBNet have neither)."""
+    rngs = {'dropout': rng} if train and rng is not None else {}
+    if not variables.get('batch_stats'):
+      return self.generator.apply({'params': variables['params']}, x, train=train, rngs=rngs), {}
+    if not train:
       return self.generator.apply(variables, x, train=False), variables['batch_stats']
-    if not self._g_takes_train:  # SRResNet, RRDBNet: neither batch norm nor dropout.
-      return self.generator.apply({'params': variables['params']}, x), {}
-    return self.generator.apply({'params': variables['params']}, x, train=train, **kwargs), {}
+    out, updates = self.generator.apply(variables, x, train=True, mutable=['batch_stats'],
+                                        rngs=rngs)
+    return out, updates['batch_stats']
+
+  def _g_own_statistics(self, variables, x):
+    """G(x) with batch norm normalising each image by its own statistics, dropout off
+    (`sampling.norm='batch'`): one image at a time in training mode, the statistics' updates
+    discarded. Dropout has no variables, so G without it takes the same ones."""
+    generator = self.generator.clone(use_dropout=False)
+
+    def one(image):
+      out, _ = generator.apply(variables, image[None], train=True, mutable=['batch_stats'])
+      return out[0]
+
+    return jax.vmap(one)(x)
 
   def _d_apply(self, params, batch_stats, images):
     """D's logits (training mode) → (logits, new batch stats or {})."""
@@ -250,10 +278,7 @@ class Translation:
     small = self.train_size
     x = jnp.zeros((1, self.task.input_size(small), self.task.input_size(small),
                    self.input_channels))
-    if self._g_takes_train:
-      g_vars = self.generator.init({'params': g_key, 'dropout': g_key}, x, train=False)
-    else:
-      g_vars = self.generator.init(g_key, x)
+    g_vars = self.generator.init({'params': g_key, 'dropout': g_key}, x, train=False)
     d_params, d_stats = {}, {}
     if self.discriminator is not None:
       d_vars = self.discriminator.init(d_key, jnp.zeros((1, small, small, self.d_channels)),
@@ -346,17 +371,32 @@ class Translation:
 
   # The parts of the train state that `generate` reads (what `jaxgen.export` writes).
   generator_fields = ('ema_params', 'g_batch_stats')
-  # Keyword options of `generate` beyond (state, inputs, labels): none.
-  sampling_options = ()
+  # What `model.init_from` takes from another run: G, its batch-norm statistics and its EMA.
+  init_fields = ('g_params', 'g_batch_stats', 'ema_params')
+  # Keyword options of `generate` beyond (state, inputs, labels): config.sampling's `norm`.
+  sampling_options = ('norm',)
 
-  def generate(self, state, inputs, labels=None):
-    """EMA generator, batch norm with running statistics: the task's inputs [N, h, w, c_in]
-    (pixels in [-1, 1]) → images [N, H, W, C] in ≈ [-1, 1] (inpainting: the input's known
-    pixels with the generator's in the holes, `Task.finish`)."""
+  @staticmethod
+  def check_norm(norm):
+    if norm not in NORMS:
+      raise UserError(f'sampling.norm={norm!r}: use "running" (batch norm\'s running '
+                      'statistics) or "batch" (each image\'s own, as pix2pix\'s test.py)')
+    return norm
+
+  def generate(self, state, inputs, labels=None, norm=None):
+    """The EMA generator: the task's inputs [N, h, w, c_in] (pixels in [-1, 1]) → images
+    [N, H, W, C] in ≈ [-1, 1] (inpainting: the input's known pixels with the generator's in the
+    holes, `Task.finish`). `norm`: batch norm's statistics, 'running' or 'batch' (each image's
+    own; the module docstring); None = the run's sampling.norm."""
     del labels
+    norm = self.norm if norm is None else self.check_norm(norm)
     variables = {'params': state.ema_params, 'batch_stats': state.g_batch_stats}
     inputs = jnp.asarray(inputs, jnp.float32)
-    return self.task.finish(inputs, self._g_apply(variables, inputs, train=False)[0])
+    if norm == 'batch' and state.g_batch_stats:
+      outputs = self._g_own_statistics(variables, inputs)
+    else:
+      outputs = self._g_apply(variables, inputs, train=False)[0]
+    return self.task.finish(inputs, outputs)
 
   def evaluations_per_sample(self, **options):
     """Network evaluations per translated image: one generator pass."""
