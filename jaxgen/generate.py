@@ -211,10 +211,10 @@ def run(args):
     restored = trained.restore(args.workdir, args.step, args.best, mesh, need_data=False)
   if restored.recipe.task is not None:
     where = f'--network={args.network}' if args.network else f'--workdir={args.workdir}'
-    raise UserError(f'{args.network or args.workdir} is an image-to-image model '
-                    f'({restored.recipe.task.name}): it translates pictures instead of sampling '
-                    f'seeds; run python -m jaxgen.translate {where} --input=PICTURES '
-                    '--outdir=OUT')
+    task = restored.recipe.task
+    raise UserError(f'{args.network or args.workdir} is an image-to-image model ({task.name}): '
+                    'it translates pictures instead of sampling seeds; run '
+                    + task.apply_command.format(where=where))
   check_options(args, restored.config, restored.recipe.num_classes)
   logging.getLogger('jaxgen').info('Generating %d image(s) from step %d of %s.', len(seeds),
                                    restored.step, args.network or args.workdir)

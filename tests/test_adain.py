@@ -238,3 +238,9 @@ def test_translate_points_to_stylize(adain_run, capsys, tmp_path):
   err = capsys.readouterr().err
   assert code == 2 and 'python -m jaxgen.stylize' in err, err
   assert not (tmp_path / 'out').exists()
+  # generate too points to stylize (task.apply_command), not to translate.
+  from jaxgen import generate
+  code = generate.main([f'--workdir={adain_run}', f'--outdir={tmp_path / "gen"}', '--seeds=0'])
+  err = capsys.readouterr().err
+  assert code == 2 and 'python -m jaxgen.stylize --workdir=' in err, err
+  assert not (tmp_path / 'gen').exists()

@@ -176,7 +176,7 @@ CASES = [
          'not exist', overrides={'objective.vgg_weights': '/nonexistent/vgg19.npz'},
          config='configs/adain.py'),
     # --- config files and flags (jaxgen/cli.py) -----------------------------------------------
-    Case('config-file-missing', 'configs/nope.py: no such config file (configs/ holds dcgan.py',
+    Case('config-file-missing', 'configs/nope.py: no such config file (configs/ holds adain.py',
          config='configs/nope.py'),
     # A config file in tmp_path: setup writes it (write_text's count `and {}`: no overrides).
     Case('config-file-syntax-error', 'broken.py, line 3: SyntaxError: invalid syntax',

@@ -125,7 +125,8 @@ def test_missing_weights_skip_inception_metrics_with_one_warning(cache, caplog):
   assert len(warnings) == 1
   message = warnings[0].getMessage()
   assert 'Skipping fid1k' in message and inception_weights.PTH_NAME in message
-  assert 'Connection refused' in message  # the download was tried, offline
+  # The download was tried and failed offline (refused, or no DNS: the reason varies by host).
+  assert 'cannot download https://' in message
   assert sorted(evaluator(state)) == ['swd/16', 'swd/avg']
   assert not list(cache.rglob('*.pth')) and not list(cache.rglob('*.part'))
   # An explicit weight file that is missing is an error, not a silent skip.

@@ -19,8 +19,8 @@ from jaxgen.errors import UserError
 from jaxgen.models import vgg
 from jaxgen.objectives import style
 
-SHALLOW = {'content_layers': ('relu2_1',), 'style_layers': ('relu1_1', 'relu2_1')}
-SHALLOW_FLAGS = ('--content_layers=relu2_1', '--style_layers=relu1_1,relu2_1')
+SHALLOW = {'content_layers': ('relu1_2',), 'style_layers': ('relu1_1', 'relu1_2')}
+SHALLOW_FLAGS = ('--content_layers=relu1_2', '--style_layers=relu1_1,relu1_2')
 
 
 @pytest.fixture(scope='module')
@@ -125,7 +125,7 @@ def test_optimisation_lowers_the_loss(vgg_params, optimizer):
                                  callback=lambda i, loss: seen.append((i, loss)))
   assert [i for i, _ in seen] == [1, 2, 3, 4]
   assert seen[0][1] == result.initial_loss
-  # Measured: L-BFGS 0.53×, Adam 0.73× the initial loss after 4 iterations; 0.95 leaves room.
+  # Measured: L-BFGS 0.67×, Adam 0.74× the initial loss after 4 iterations; 0.95 leaves room.
   assert result.losses['total'] < 0.95 * result.initial_loss, (result.initial_loss, result.losses)
   np.testing.assert_allclose(result.losses['total'], sum(
       result.losses[k] for k in ('content', 'style', 'tv')), rtol=1e-5)

@@ -60,6 +60,8 @@ class Task:
   # Which evaluator scores a recipe with this task (jaxgen.evaluation.TASK_EVALUATORS): outputs
   # against held-out targets, beside the task's baseline.
   evaluator = 'paired'
+  # How a user applies a trained model to pictures ({where}: --workdir=RUN or --network=FILE).
+  apply_command = 'python -m jaxgen.translate {where} --input=PICTURES --outdir=OUT'
 
   def __init__(self, task_config, channels, resolution):
     t = task_config

@@ -191,6 +191,7 @@ class UnpairedTask:
 
   name = 'unpaired'
   evaluator = 'unpaired'  # jaxgen.evaluation.TASK_EVALUATORS
+  apply_command = 'python -m jaxgen.translate {where} --input=PICTURES --outdir=OUT'
   scale = 1  # Outputs have the inputs' size.
 
   def __init__(self, task_config, channels, resolution, source_spec, model_name='cyclegan'):

@@ -37,7 +37,9 @@ What a sample is made from
                                    `baseline`; `jaxgen.translate` applies the model to files.
                                    `task.evaluator` names the evaluator that scores the recipe
                                    (`jaxgen.evaluation.TASK_EVALUATORS`; 'paired' for Task; its
-                                   `METRICS` are the names `jaxgen.evaluate` accepts)
+                                   `METRICS` are the names `jaxgen.evaluate` accepts);
+                                   `task.apply_command` is the command that applies the model
+                                   to pictures (what `jaxgen.generate` points such runs to)
                                    Unpaired translation (CycleGAN; `jaxgen.data.unpaired.
                                    UnpairedTask`, task.evaluator 'unpaired'): an example's
                                    'input' is a domain-A image and its 'image' an unrelated
@@ -50,6 +52,8 @@ What a sample is made from
                                    alpha and style_weights; the recipe adds
                                    `style_scores(state, inputs, images)` → per-pair losses
                                    {'content_loss', 'style_loss', 'loss'} for its evaluator;
+                                   its frozen VGG encoder is a state field among
+                                   generator_fields (an export needs no weights file);
                                    `jaxgen.stylize --workdir` applies it to files
 
 Sampling (a "sample" is one image; how many network passes it takes is the recipe's business)

@@ -66,6 +66,8 @@ class StyleTask(unpaired.UnpairedTask):
 
   name = 'style'
   evaluator = 'style'  # jaxgen.evaluation.TASK_EVALUATORS
+  apply_command = ('python -m jaxgen.stylize {where} --content=PHOTO --style=PAINTING '
+                   '--out=OUT.png')
   size_multiple = adain_models.SIZE_MULTIPLE  # Sides that come back at their size.
 
   def __init__(self, task_config, channels, resolution, source_spec):
