@@ -11,14 +11,23 @@ reduction, through tensorflow-datasets (prepare them first, see README):
   cifar10   32×32 RGB, ~25 epochs ≈ 20k steps of 64.
   celeb_a   64×64 faces, centre-cropped, ~8 epochs ≈ 20k steps of 64 (the paper's setting).
 
-GAN remedies (`REMEDIES`): the quickstart above with one remedy each, on the embedded data.
-Measured on the 2-core CPU shared with other jobs (so wall-clock is not a speed figure), SWD ×10³
-at step 2,500 (best in brackets; the default reaches 51.0):
-  hinge     hinge loss, batch-norm D                                    66.5 (55.4 at 2,000)
-  lsgan     least squares, batch-norm D                                 72.7
-  wgan_gp   WGAN-GP λ 10, n_critic 5, layer-norm critic, Adam(1e-4, 0, 0.9)
-                                                                        168.1 (165.1 at 1,000)
-  sn_hinge  hinge, spectral norm on every D layer, no batch norm        250.3 (204.0 at 2,000)
+GAN remedies (`REMEDIES`, jaxgen/objectives/gan_losses.py): the quickstart above (embedded
+data, 32×32, half width, 2,500 steps of 64) with one remedy each, e.g.
+
+  python -m jaxgen.main --config=configs/dcgan.py:wgan_gp --workdir=/tmp/wgan_gp
+
+Measured 2026-12-02 on the 2-core CPU while other jobs shared it (load 4–10, so the run times are
+upper bounds; `jaxgen.bench` at load 2 gives each step's cost, the default's 176 ms). SWD ×10³
+(`eval/swd/avg`, 1,024 images) at step 2,500, best in brackets; the default reaches 51.0:
+  hinge     hinge loss, batch-norm D                        66.5 (55.4 at 2,000)  23 min, 182 ms
+  lsgan     least squares, batch-norm D                     72.7                  20 min, 181 ms
+  wgan_gp   WGAN-GP λ 10, n_critic 5 (500 G updates),
+            layer-norm critic, Adam(1e-4, β = (0, 0.9))    168.1 (165.1 at 1,000) 68 min, 208 ms
+  sn_hinge  hinge, spectral norm on every D layer, no BN    250.3 (204.0 at 2,000) 17 min, 176 ms
+At this budget none beats the default: WGAN-GP's G has had a fifth of the updates, and the
+spectrally normalised half-width D (no batch norm) separates real from fake only slowly
+(hinge D loss ≈ 1.6 of 2 at the end). SAGAN's two learning rates (D 4e-4, G 1e-4, β = (0, 0.9))
+did not rescue it: 215.5 (161.7 at 1,500).
 """
 
 import ml_collections

@@ -103,7 +103,7 @@ def get_config(preset=''):
 
   # Losses (jaxgen/objectives/translation.py).
   config.objective = ml_collections.ConfigDict()
-  config.objective.gan_loss = 'vanilla'  # 'vanilla' | 'lsgan' | 'ragan' | 'none'
+  config.objective.gan_loss = 'vanilla'  # 'vanilla' | 'lsgan' | 'hinge' | 'ragan' | 'none'
   config.objective.gan_weight = 1.0
   config.objective.pixel_loss = 'l1'  # 'l1' | 'l2'
   config.objective.pixel_weight = 100.0  # pix2pix's λ_L1.
