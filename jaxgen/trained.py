@@ -239,13 +239,14 @@ def read_init_from(config, recipe, mesh, workdir):
     source_config = load_config(source_dir)
   except UserError as e:
     raise UserError(f'{key}: {e}') from None
-  if source_config.model.name != config.model.name:
-    raise UserError(f'{key} is a {source_config.model.name!r} run and this is a '
-                    f'{config.model.name!r} run: start from a run of the same recipe')
   try:
     source_recipe = train.create_recipe(source_config, types.SimpleNamespace(num_classes=0))
   except UserError as e:
     raise UserError(f'{key}: its config.json no longer builds ({e})') from None
+  # The same recipe: the class the registry built, whatever the configs call it.
+  if type(source_recipe) is not type(recipe):
+    raise UserError(f'{key} is a {type(source_recipe).__name__} run and this is a '
+                    f'{type(recipe).__name__} run: start from a run of the same recipe')
   want = jax.eval_shape(recipe.init_state, jax.random.PRNGKey(0))
   have = jax.eval_shape(source_recipe.init_state, jax.random.PRNGKey(0))
   for field in fields:

@@ -347,6 +347,16 @@ def test_init_from_starts_with_the_other_runs_generator_and_trains(superres_run,
                                 workdir) is None
 
 
+def test_init_from_a_run_of_another_recipe_is_refused(dcgan_run, tmp_path):
+  from jaxgen import parallel, trained
+  config = with_overrides(superres.get_config(), {**SUPERRES_TINY, 'model.init_from': dcgan_run})
+  with pytest.raises(UserError, match='is a DCGAN run and this is a Translation run: start from '
+                     'a run of the same recipe'):
+    trained.read_init_from(config, Translation(config, 0), parallel.create_mesh(),
+                           str(tmp_path / 'new'))
+  assert not (tmp_path / 'new').exists()
+
+
 # ------------------------------------------------------------------------------------------------
 # sampling.norm: batch norm's statistics at sampling time.
 
