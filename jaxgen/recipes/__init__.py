@@ -78,6 +78,8 @@ Benchmarks
                                    NFE, doubled under classifier-free guidance)
   network_forward(state, z, labels)  one such pass, for FLOP counts (XLA counts a loop's body
                                    once, so a sampler's FLOPs are this × the evaluations)
+                                   `OnePassSampling` (below) gives both to recipes whose sample
+                                   is one pass of their network
 
 Recipes: 'dcgan', 'stylegan2', 'diffusion' (latents), 'translation' (a task), 'cyclegan' (an
 unpaired task), 'adain' (a style task).
@@ -95,3 +97,23 @@ def class_count(config, num_classes):
                     'labels: set data.use_labels=False, or use a labelled dataset (folder '
                     'sources take sub-folder names as classes)')
   return num_classes
+
+
+def count_params(tree):
+  """The number of parameters (array elements) in a pytree, for `param_count`."""
+  import math  # pylint: disable=import-outside-toplevel
+  import jax  # pylint: disable=import-outside-toplevel
+  return sum(math.prod(x.shape) for x in jax.tree.leaves(tree))
+
+
+class OnePassSampling:
+  """The benchmark methods of a recipe whose sample is one pass of its network (`generate`)."""
+
+  def evaluations_per_sample(self, **options):
+    """Network evaluations per sample: one pass."""
+    del options
+    return 1
+
+  def network_forward(self, state, z, labels=None):
+    """One pass of the network that samples (for benchmarks' FLOP counts)."""
+    return self.generate(state, z, labels)

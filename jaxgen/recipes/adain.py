@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxgen import recipes
 from jaxgen.data import unpaired
 from jaxgen.errors import UserError
 from jaxgen.models import adain as adain_models
@@ -49,9 +50,6 @@ class TrainState:
   opt_state: Any             # Adam's, of the decoder
   encoder_params: Any        # f: VGG19 to conv4_1, frozen (ImageNet weights)
 
-
-def _count(tree):
-  return sum(math.prod(x.shape) for x in jax.tree.leaves(tree))
 
 
 def _to_input(image_uint8):
@@ -99,7 +97,7 @@ def lr_schedule(lr, lr_decay):
   return lambda count: lr / (1.0 + lr_decay * count)
 
 
-class AdaIN:
+class AdaIN(recipes.OnePassSampling):
   """Builds the encoder, decoder, losses and optimiser from a config (configs/adain.py)."""
 
   # The parts of the train state `generate` reads (what `jaxgen.export` writes): the decoder and
@@ -280,15 +278,6 @@ class AdaIN:
     return {'content_loss': content, 'style_loss': style,
             'loss': self.content_weight * content + self.style_weight * style}
 
-  def evaluations_per_sample(self, **options):
-    """Network evaluations per stylised image: one decoder pass (and the encoder's)."""
-    del options
-    return 1
-
-  def network_forward(self, state, inputs, labels=None):
-    """One stylisation (for benchmarks' FLOP counts)."""
-    return self.generate(state, inputs, labels)
-
   def param_count(self, state):
-    return {'decoder': _count(state.decoder_params),
-            'encoder (frozen)': _count(state.encoder_params)}
+    return {'decoder': recipes.count_params(state.decoder_params),
+            'encoder (frozen)': recipes.count_params(state.encoder_params)}

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxgen import recipes
 from jaxgen.data import unpaired
 from jaxgen.errors import UserError
 from jaxgen.objectives import cyclegan as objective
@@ -55,9 +56,6 @@ class TrainState:
   fake_a_count: jax.Array
 
 
-def _count(tree):
-  return sum(math.prod(x.shape) for x in jax.tree.leaves(tree))
-
 
 def linear_decay(lr, num_steps, decay_steps):
   """The official 'linear' policy in steps: lr for num_steps − decay_steps updates, then
@@ -66,7 +64,7 @@ def linear_decay(lr, num_steps, decay_steps):
   return lambda count: lr * (1.0 - jnp.maximum(0, count + 1 - constant) / (decay_steps + 1))
 
 
-class CycleGAN:
+class CycleGAN(recipes.OnePassSampling):
   """Builds G_A, G_B, D_A, D_B, the losses and the optimisers from a config
   (configs/cyclegan.py)."""
 
@@ -275,15 +273,6 @@ class CycleGAN:
     name = 'G_A' if direction == 'AtoB' else 'G_B'
     return self._g(state.g_params[name], jnp.asarray(inputs, jnp.float32))
 
-  def evaluations_per_sample(self, **options):
-    """Network evaluations per translated image: one generator pass."""
-    del options
-    return 1
-
-  def network_forward(self, state, inputs, labels=None):
-    """One generator pass (for benchmarks' FLOP counts)."""
-    return self.generate(state, inputs, labels)
-
   def param_count(self, state):
-    return {name: _count(params) for name, params in
+    return {name: recipes.count_params(params) for name, params in
             {**state.g_params, **state.d_params}.items()}

@@ -23,7 +23,6 @@ The GAN remedies are config choices (configs/dcgan.py presets), none of them a d
     (`d_batch_stats`), so checkpoints hold them and a resumed run continues the same iteration.
 """
 
-import math
 import numbers
 from typing import Any
 
@@ -243,5 +242,5 @@ class DCGAN:
     return self.generate(state, z, labels)
 
   def param_count(self, state):
-    count = lambda t: sum(math.prod(x.shape) for x in jax.tree.leaves(t))
-    return {'generator': count(state.g_params), 'discriminator': count(state.d_params)}
+    return {'generator': recipes.count_params(state.g_params),
+            'discriminator': recipes.count_params(state.d_params)}

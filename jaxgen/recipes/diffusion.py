@@ -279,5 +279,4 @@ class Diffusion:
                         self._one_hot(labels))
 
   def param_count(self, state):
-    count = lambda t: sum(math.prod(x.shape) for x in jax.tree.leaves(t))
-    return {'denoiser': count(state.params)}
+    return {'denoiser': recipes.count_params(state.params)}

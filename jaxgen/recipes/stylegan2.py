@@ -21,7 +21,6 @@ step number picks the variant (which regularisers run), so the training loop jit
 per variant and a resumed run repeats exactly the same updates.
 """
 
-import math
 from typing import Any
 
 import flax
@@ -367,5 +366,5 @@ class StyleGAN2:
     return self.generate(state, z, labels)
 
   def param_count(self, state):
-    count = lambda t: sum(math.prod(x.shape) for x in jax.tree.leaves(t))
-    return {'generator': count(state.g_params), 'discriminator': count(state.d_params)}
+    return {'generator': recipes.count_params(state.g_params),
+            'discriminator': recipes.count_params(state.d_params)}

@@ -31,7 +31,6 @@ Generators without batch norm (SRResNet, RRDB, instance norm) ignore it.
 stage from the PSNR-oriented RRDB, configs/superres.py:esrgan).
 """
 
-import math
 from typing import Any
 
 import flax
@@ -39,6 +38,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxgen import recipes
 from jaxgen.data import tasks as tasks_lib
 from jaxgen.errors import UserError
 from jaxgen.objectives import stylegan2 as gan_objective
@@ -64,9 +64,6 @@ class TrainState:
   ema_params: Any            # EMA of g_params: samples, metrics and export use these
 
 
-def _count(tree):
-  return sum(math.prod(x.shape) for x in jax.tree.leaves(tree))
-
 
 def learning_rate_schedule(o, num_steps):
   """optax schedule of `optimizer.schedule`: constant; linear (pix2pix's 'linear' policy:
@@ -81,7 +78,7 @@ def learning_rate_schedule(o, num_steps):
   return optax.cosine_decay_schedule(o.lr, max(num_steps, 1))
 
 
-class Translation:
+class Translation(recipes.OnePassSampling):
   """Builds G (and D), the losses and the optimisers from a config (configs/pix2pix.py,
   configs/superres.py)."""
 
@@ -398,17 +395,8 @@ class Translation:
       outputs = self._g_apply(variables, inputs, train=False)[0]
     return self.task.finish(inputs, outputs)
 
-  def evaluations_per_sample(self, **options):
-    """Network evaluations per translated image: one generator pass."""
-    del options
-    return 1
-
-  def network_forward(self, state, inputs, labels=None):
-    """One generator pass (for benchmarks' FLOP counts)."""
-    return self.generate(state, inputs, labels)
-
   def param_count(self, state):
-    counts = {'generator': _count(state.g_params)}
+    counts = {'generator': recipes.count_params(state.g_params)}
     if self.discriminator is not None:
-      counts['discriminator'] = _count(state.d_params)
+      counts['discriminator'] = recipes.count_params(state.d_params)
     return counts
