@@ -51,7 +51,6 @@ class TrainState:
   encoder_params: Any        # f: VGG19 to conv4_1, frozen (ImageNet weights)
 
 
-
 def _to_input(image_uint8):
   return image_uint8.astype(np.float32) / 127.5 - 1.0
 

@@ -56,7 +56,6 @@ class TrainState:
   fake_a_count: jax.Array
 
 
-
 def linear_decay(lr, num_steps, decay_steps):
   """The official 'linear' policy in steps: lr for num_steps − decay_steps updates, then
   lr·(1 − k / (decay_steps + 1)) for the k-th of the last decay_steps (k = 1 … decay_steps)."""

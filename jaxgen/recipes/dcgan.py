@@ -90,7 +90,7 @@ def validate(config):
                     "model.d_norm='layer' (the paper's) or 'none'")
 
 
-class DCGAN:
+class DCGAN(recipes.OnePassSampling):
   """Builds the DCGAN networks and steps from a config (see configs/dcgan.py)."""
 
   def __init__(self, config, num_classes, mesh=None):
@@ -231,15 +231,6 @@ class DCGAN:
     """EMA generator, BatchNorm with running statistics: z [N, z_dim] → [N, R, R, C] in [-1,1]."""
     variables = {'params': state.ema_params, 'batch_stats': state.g_batch_stats}
     return self.generator.apply(variables, z, labels, train=False)
-
-  def evaluations_per_sample(self, **options):
-    """Network evaluations per generated image: one generator pass."""
-    del options
-    return 1
-
-  def network_forward(self, state, z, labels):
-    """One evaluation of the network that samples (for benchmarks' FLOP counts)."""
-    return self.generate(state, z, labels)
 
   def param_count(self, state):
     return {'generator': recipes.count_params(state.g_params),

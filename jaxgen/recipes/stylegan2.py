@@ -108,7 +108,7 @@ def validate(config, num_classes, mesh=None):
                          speed_kimg=a.speed_kimg, pipeline=a.pipeline)
 
 
-class StyleGAN2:
+class StyleGAN2(recipes.OnePassSampling):
   """Builds the StyleGAN2 networks and the update step from a config (configs/stylegan.py)."""
 
   def __init__(self, config, num_classes, mesh=None):
@@ -355,15 +355,6 @@ class StyleGAN2:
                                 truncation_psi=truncation_psi,
                                 truncation_cutoff=truncation_cutoff, noise_mode=noise_mode,
                                 rngs=rngs)
-
-  def evaluations_per_sample(self, **options):
-    """Network evaluations per generated image: one generator pass."""
-    del options
-    return 1
-
-  def network_forward(self, state, z, labels):
-    """One evaluation of the network that samples (for benchmarks' FLOP counts)."""
-    return self.generate(state, z, labels)
 
   def param_count(self, state):
     return {'generator': recipes.count_params(state.g_params),

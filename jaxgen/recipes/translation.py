@@ -64,7 +64,6 @@ class TrainState:
   ema_params: Any            # EMA of g_params: samples, metrics and export use these
 
 
-
 def learning_rate_schedule(o, num_steps):
   """optax schedule of `optimizer.schedule`: constant; linear (pix2pix's 'linear' policy:
   constant until `optimizer.decay_start` of the run, then linearly to 0 at the end); cosine
