@@ -58,6 +58,7 @@ def get_config(preset=''):
   config.data.resolution = 32  # Images are centre-cropped and resized to this square.
   config.data.channels = 3
   config.data.num_images = 20000  # Size of the embedded dataset (procedural).
+  config.data.classes = ()  # Embedded data: keep only these classes (e.g. (0, 1)); () = all.
   config.data.seed = 0
   config.data.xflip = True  # Random left-right flips (of both images of a pair), as pix2pix.
   config.data.use_labels = False

@@ -93,6 +93,7 @@ def benchmark(config, steps=64, warmup=16, peak=None, profile_steps=0,
   from jaxgen import data, parallel, train, validation
 
   validation.check_config(config)
+  parallel.use_cpu_devices(config.train.get('cpu_devices', 0))  # As jaxgen.main lays it out.
   mesh = parallel.create_mesh()
   batch_size = config.train.batch_size
   parallel.check_batch_size(batch_size, mesh)

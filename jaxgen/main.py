@@ -41,6 +41,7 @@ def main(argv):
 
   setup_logging()
   try:
+    parallel.use_cpu_devices(_CONFIG.value.train.get('cpu_devices', 0))
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, _ALLOW_CONFIG_CHANGE.value)
   except UserError as e:

@@ -22,6 +22,7 @@ _AT_LEAST = (
     ('data.resolution', 1, 'pixels per side'),
     ('train.batch_size', 1, 'images per step, over all devices'),
     ('train.num_steps', 0, 'steps to train'),
+    ('train.cpu_devices', 0, 'XLA devices a CPU-only host is split into; 0 = JAX\'s one'),
     ('eval.num_images', 1, 'images per evaluation'),
     ('eval.batch_size', 1, 'images per generator call in evaluations'),
     ('eval.every_steps', 1, 'steps between evaluations'),

@@ -103,7 +103,8 @@ CASES = [
     Case('diffusion-steps-zero', 'sampling.num_steps=0',
          overrides={'sampling.num_steps': 0}, config='configs/diffusion.py'),
     Case('diffusion-guidance-unconditional', 'sampling.guidance=2.0',
-         overrides={'sampling.guidance': 2.0}, config='configs/diffusion.py'),
+         overrides={'data.use_labels': False, 'sampling.guidance': 2.0},
+         config='configs/diffusion.py'),
     Case('diffusion-sigma-min-above-max', '> sigma_min=100.0',
          overrides={'sampling.sigma_min': 100.0}, config='configs/diffusion.py'),
     Case('diffusion-resolution-not-halvable', 'data.resolution=18',
@@ -112,6 +113,10 @@ CASES = [
          overrides={'model.attn_resolutions': '(7,)'}, config='configs/diffusion.py'),
     Case('diffusion-augment-p-above-one', 'augment.p=1.5',
          overrides={'augment.p': 1.5}, config='configs/diffusion.py'),
+    Case('diffusion-lr-cooldown-above-one', 'optimizer.lr_cooldown=1.5',
+         overrides={'optimizer.lr_cooldown': 1.5}, config='configs/diffusion.py'),
+    Case('diffusion-cpu-devices-negative', 'train.cpu_devices=-1',
+         overrides={'train.cpu_devices': -1}, config='configs/diffusion.py'),
     # --- image-to-image (jaxgen/data/tasks.py, jaxgen/data/pairs.py, recipes/translation.py) ----
     Case('translation-sr-scale-five', 'task.scale=5 is not supported',
          overrides={'task.scale': 5}, config='configs/superres.py'),
@@ -210,6 +215,13 @@ CASES = [
          setup=lambda tmp: (tmp / 'a.png').touch() or {'data.source': f'folder:{tmp}'}),
     Case('folder-resolution-0', 'data.resolution', overrides={'data.resolution': 0},
          setup=lambda tmp: (tmp / 'a.png').touch() or {'data.source': f'folder:{tmp}'}),
+    Case('folder-classes', 'data.classes=(0, 1) selects classes of the embedded dataset only',
+         overrides={'data.classes': '(0,1)'},
+         setup=lambda tmp: (tmp / 'a.png').touch() or {'data.source': f'folder:{tmp}'}),
+    Case('embedded-class-out-of-range', 'data.classes=(0, 10) must be distinct labels',
+         overrides={'data.classes': '(0,10)'}),
+    Case('embedded-class-repeated', 'data.classes=(3, 3) must be distinct labels',
+         overrides={'data.classes': '(3,3)'}),
 ]
 
 

@@ -69,6 +69,19 @@ def test_batches_cover_each_epoch_once_and_reshuffle():
   assert not np.array_equal(epoch1, epoch2)
 
 
+def test_embedded_classes_keep_the_full_datasets_images_of_those_classes():
+  full = procedural.ProceduralSource(16, num_images=40)
+  kept = procedural.ProceduralSource(16, num_images=12, classes=[8, 0, 3])
+  labels = [int(kept[i]['label']) for i in range(len(kept))]
+  assert labels == [0, 1, 2] * 4  # Renumbered in the order of the sorted classes:
+  assert (kept.num_classes, kept.class_names) == (3, ['disc', 'stripes', 'cross'])
+  # Image i of the subset is the full dataset's image at index (i // 3) * 10 + classes[i % 3].
+  for i, full_index in enumerate([0, 3, 8, 10, 13, 18, 20, 23, 28]):
+    np.testing.assert_array_equal(kept[i]['image'], full[full_index]['image'])
+  with pytest.raises(UserError, match='distinct labels'):
+    procedural.ProceduralSource(16, classes=(1, 11))
+
+
 def test_xflip_is_deterministic_and_flips_some():
   source = procedural.ProceduralSource(16, num_images=64)
   a = next(batches(source, 64, seed=1, xflip=True, num_threads=1))

@@ -85,12 +85,16 @@ def test_presets_hold_the_official_hyperparameters():
 def test_learning_rate_warmup_and_ema_of_the_shared_run(diffusion_run):
   """The lr and EMA decay every step of the shared run logged (log.every_steps = 1): EDM's
   ramp lr·min(images shown before the step / warm-up images, 1), 16 warm-up images at batch 8,
+  times the cool-down's min((num_steps − step) / (lr_cooldown · num_steps), 1),
   and β = 0.5^(batch / max(h, 1e-8)) with h = min(20 images, 5 % of the images shown)."""
-  lr = DIFFUSION_TINY.get('optimizer.lr', diffusion_config.get_config().optimizer.lr)
+  config = tiny_config()
+  lr, cooldown = config.optimizer.lr, config.optimizer.lr_cooldown
+  assert cooldown > 0  # The shared run decays the lr to 0 over its last steps too:
   scalars = read_scalars(diffusion_run)
   for step in range(1, 7):  # TensorBoard step s holds update s − 1's metrics.
     shown = (step - 1) * 8
-    assert scalars['lr'][step] == pytest.approx(lr * min(shown / 16, 1.0), rel=1e-6)
+    decay = min(max((6 - (step - 1)) / (cooldown * 6), 0.0), 1.0)  # Linear to 0 at step 6.
+    assert scalars['lr'][step] == pytest.approx(lr * min(shown / 16, 1.0) * decay, rel=1e-6)
     h = min(20.0, shown * 0.05)
     assert scalars['ema/beta'][step] == pytest.approx(0.5 ** (8 / max(h, 1e-8)), rel=1e-6)
     assert math.isfinite(scalars['grad_norm'][step]) and scalars['grad_norm'][step] > 0

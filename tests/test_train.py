@@ -162,3 +162,17 @@ def test_launcher_passes_ctrl_c_on_as_sigterm(tmp_path):
   assert launcher.returncode == 143
   assert 'got TERM' in stderr and 'exited with status' not in stderr
   assert 'got TERM' in (tmp_path / 'process_1.log').read_text()
+
+
+@pytest.mark.parametrize('xla_flags, expected', [
+    ('', '2 True'),                                              # train.cpu_devices=2 applies.
+    ('--xla_force_host_platform_device_count=3', '3 False'),     # XLA_FLAGS has the last word.
+])
+def test_cpu_devices_split_a_cpu_host_unless_xla_flags_set_the_count(xla_flags, expected):
+  code = ('from jaxgen import parallel; changed = parallel.use_cpu_devices(2); import jax; '
+          'print(jax.device_count(), changed)')
+  env = env_with_devices()
+  env['XLA_FLAGS'] = xla_flags
+  result = subprocess.run([sys.executable, '-c', code], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=120, check=True)
+  assert result.stdout.split('\n')[-2] == expected

@@ -40,13 +40,19 @@ def create_source(data_config):
   spec = data_config.source
   kind, _, rest = spec.partition(':')
   resolution, channels = data_config.resolution, data_config.channels
+  classes = tuple(data_config.get('classes', ()))
+  if classes and kind != 'embedded':
+    raise UserError(f'data.classes={classes} selects classes of the embedded dataset only; '
+                    f'with data.source={spec!r} set --config.data.classes=() and point the '
+                    'source at the images you want (e.g. one class folder)')
   if channels not in (1, 3):
     raise UserError(f'data.channels={channels} is not supported: use 1 (grayscale) or 3 (RGB)')
   if kind == 'embedded':
     if not MIN_RESOLUTION <= resolution <= MAX_RESOLUTION:
       raise UserError(f'the embedded dataset renders {MIN_RESOLUTION}..{MAX_RESOLUTION} pixels, '
                       f'not data.resolution={resolution}')
-    return ProceduralSource(resolution, data_config.num_images, data_config.seed, channels)
+    return ProceduralSource(resolution, data_config.num_images, data_config.seed, channels,
+                            classes)
   if kind == 'folder':
     if not rest:
       raise UserError('data.source="folder:" needs a path, e.g. "folder:/data/my_art"')

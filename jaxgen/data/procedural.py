@@ -121,25 +121,48 @@ def render(index, resolution, seed=0, channels=3, palette=None):
   return np.round(image * 255.0).astype(np.uint8), label
 
 
+def check_classes(classes):
+  """`classes` as a sorted tuple of distinct labels; UserError names what is wrong."""
+  from jaxgen.errors import UserError  # pylint: disable=import-outside-toplevel
+  chosen = tuple(classes)
+  bad = [c for c in chosen if isinstance(c, bool) or not isinstance(c, (int, np.integer))
+         or not 0 <= c < NUM_CLASSES]
+  if bad or len(set(chosen)) != len(chosen):
+    names = ', '.join(f'{i} {n}' for i, n in enumerate(CLASS_NAMES))
+    raise UserError(f'data.classes={chosen} must be distinct labels of the embedded dataset '
+                    f'({names}); () = all ten')
+  return tuple(sorted(int(c) for c in chosen))
+
+
 class ProceduralSource:
-  """Random-access source of the procedural dataset (a grain `RandomAccessDataSource`)."""
+  """Random-access source of the procedural dataset (a grain `RandomAccessDataSource`).
+
+  `classes` (labels, e.g. (0, 1, 2, 8)) keeps only those classes: image i of the source is
+  image (i // k) · 10 + classes[i % k] of the full dataset (k classes, sorted), so each kept
+  image is the one the full dataset holds at that index. Labels are renumbered 0..k−1 in that
+  order (a conditional model has k classes; `class_names` says which).
+  """
 
   name = 'embedded'
 
-  def __init__(self, resolution, num_images=20000, seed=0, channels=3):
+  def __init__(self, resolution, num_images=20000, seed=0, channels=3, classes=()):
     self.resolution = resolution
     self.num_images = num_images
     self.seed = seed
     self.channels = channels
-    self.num_classes = NUM_CLASSES
+    self.classes = check_classes(classes) if classes else tuple(range(NUM_CLASSES))
+    self.num_classes = len(self.classes)
+    self.class_names = [CLASS_NAMES[c] for c in self.classes]
 
   def __len__(self):
     return self.num_images
 
   def __getitem__(self, index):
-    image, label = render(int(index), self.resolution, self.seed, self.channels)
-    return {'image': image, 'label': np.int32(label)}
+    k = len(self.classes)
+    full_index = int(index) // k * NUM_CLASSES + self.classes[int(index) % k]
+    image, _ = render(full_index, self.resolution, self.seed, self.channels)
+    return {'image': image, 'label': np.int32(int(index) % k)}
 
   def __repr__(self):
     return (f'ProceduralSource(resolution={self.resolution}, num_images={self.num_images}, '
-            f'seed={self.seed})')
+            f'seed={self.seed}, classes={self.classes})')

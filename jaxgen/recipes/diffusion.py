@@ -7,7 +7,9 @@ One training step is EDM's `training/training_loop.py` iteration on one minibatc
   2. the loss of `objective.name` (jaxgen/objectives/diffusion.py): a noise level σ per image,
      n ~ N(0, σ²), loss λ(σ)·‖D(y + n; σ) − y‖², summed over pixels and averaged over images;
   3. NaN/Inf gradient entries replaced (0, ±1e5) as the official loop does, then Adam with the
-     learning rate ramped linearly over `optimizer.lr_rampup_kimg`;
+     learning rate ramped linearly over `optimizer.lr_rampup_kimg` and, with
+     `optimizer.lr_cooldown` > 0 (not in EDM, whose lr stays constant), decayed linearly to 0
+     over that last fraction of `train.num_steps`;
   4. the EMA of the weights, half-life `train.ema_kimg` with ramp-up `train.ema_rampup`.
 
 Sampling (`generate`) runs a sampler of jaxgen/samplers/diffusion.py on the EMA denoiser, one
@@ -108,9 +110,18 @@ class Diffusion:
     o = config.optimizer
     batch = config.train.batch_size
     rampup_images = o.lr_rampup_kimg * 1000
+    cooldown = o.get('lr_cooldown', 0.0)  # Runs saved before it existed: constant.
+    if not 0 <= cooldown <= 1:
+      raise UserError(f'optimizer.lr_cooldown={cooldown} is a fraction of train.num_steps: '
+                      'give a value in [0, 1] (0 = constant, as EDM)')
+    num_steps = config.train.num_steps
+    cooldown_steps = cooldown * num_steps
 
     def learning_rate(count):  # count: updates so far; EDM ramps on the images shown so far.
-      return o.lr * jnp.minimum(count * batch / max(rampup_images, 1e-8), 1.0)
+      ramp = jnp.minimum(count * batch / max(rampup_images, 1e-8), 1.0)
+      if cooldown_steps:  # Linear to 0 over the last lr_cooldown of the run.
+        ramp = ramp * jnp.clip((num_steps - count) / cooldown_steps, 0.0, 1.0)
+      return o.lr * ramp
 
     self.tx = optax.adam(learning_rate, o.b1, o.b2, eps=o.eps)
     self.learning_rate = learning_rate
