@@ -18,8 +18,10 @@ trains this net at 240–270 images/s on one device where earlier sessions' 2-co
 150–160: expect ~14 minutes on those.) The final grid (`samples/00006000.png`; columns are
 classes: disc, square, triangle, cross, twice) has one mostly single-coloured object on a clean
 background per image. In the disc columns most objects are compact round blobs, soft-edged
-discs; the square and cross columns show an occasional square or cross among irregular blobs,
-the triangle columns small irregular marks. The goal — every class's shape recognisable — is
+discs — but the square columns look the same (`generate --class=0` and `--class=1` give near-
+identical images: the net barely tells squares from discs), the triangle columns give small
+irregular marks and the cross columns irregular blobs that grow arms at `--guidance=3` or 4
+(multi-armed splats rather than crosses). The goal — every class's shape recognisable — is
 NOT met yet (and stripes and rings are not in this default's data at all). SWD does not follow
 what the eye sees here (it stays 37–47 in every run below).
 
@@ -33,8 +35,8 @@ How it got here (all on 16×16 embedded data, 309 k parameters, batch 32 unless 
 - The four shape classes, unconditional, 64 kimg: multi-coloured irregular blobs on clean
   backgrounds (SWD 40.7); batch 8 × 8,000 steps, 32 channels, attention at 8², the lr
   cool-down: the same. The official EDM code (NVlabs' networks.py, loss.py and edm_sampler,
-  trained with these settings by tools/edm_reference_tiny.py on the same images) gives the
-  same multi-coloured blobs at 64 kimg, and single-coloured blobs with a few crosses and discs
+  trained unconditionally with these settings by tools/edm_reference_tiny.py on the same
+  images) gives the same multi-coloured blobs at 64 kimg, and single-coloured blobs with a few crosses and discs
   at 256 kimg with the cool-down: the samples are what EDM's recipe learns in this budget, not
   a defect of this port.
 - The four shape classes, unconditional, 192 kimg with the cool-down (this config with
