@@ -12,20 +12,20 @@ classifier-free guidance 2; 6,000 steps of 32 (192 kimg), lr 0.004 after a 2 kim
 decayed linearly to 0 over the last 30 % (`optimizer.lr_cooldown`, not in EDM), EMA half-life
 1 kimg, the host split into two XLA devices (`train.cpu_devices`).
 
-Measured on 2026-12-02 on a 2-core CPU (JAX 0.10.2): 9.2 minutes with start-up and two
-evaluations, 393 training images/s; SWD ×10³ 38.8 at step 3,000 and at 6,000. (That machine
-trains this net at 240–270 images/s on one device where earlier sessions' 2-core machines gave
-150–160: expect ~14 minutes on those.) The final grid (`samples/00006000.png`; columns are
+Measured on 2026-12-02 on a 2-core CPU (JAX 0.10.2): 9.6 minutes with start-up and two
+evaluations, 396 training images/s; SWD ×10³ 33.4 at step 3,000, 36.9 at 6,000. (That machine
+trains these nets at 240–300 images/s on one device where earlier sessions' 2-core machines gave
+150–160: expect ~1.5× longer on those.) The final grid (`samples/00006000.png`; columns are
 classes: disc, square, triangle, cross, twice) has one mostly single-coloured object on a clean
-background per image. In the disc columns most objects are compact round blobs, soft-edged
-discs — but the square columns look the same (`generate --class=0` and `--class=1` give near-
-identical images: the net barely tells squares from discs), the triangle columns give small
-irregular marks and the cross columns irregular blobs that grow arms at `--guidance=3` or 4
-(multi-armed splats rather than crosses). The goal — every class's shape recognisable — is
-NOT met yet (and stripes and rings are not in this default's data at all). SWD does not follow
-what the eye sees here (it stays 37–47 in every run below).
+background per image. In the disc columns (1 and 5) the objects are clean round discs, and in
+the cross columns (4 and 8) most are crosses or X shapes with four arms; the square columns are
+still mostly rounded blobs with an occasional square, and the triangle columns small irregular
+marks. The goal — every class's shape recognisable — is NOT met yet (and stripes and rings are
+not in this default's data at all). SWD does not follow what the eye sees here (it stays 37–47
+in every run below).
 
-How it got here (all on 16×16 embedded data, 309 k parameters, batch 32 unless said):
+How it got here (all on 16×16 embedded data, batch 32, and until the last item the 309 k
+parameter U-Net of channel_mult (1, 2, 2) that this default had before, unless said):
 - All ten classes, unconditional, 2,000 steps (64 kimg; the 2026-12-01 default): palettes and
   a centred blob with pixel speckle where the data has textures, SWD 46.6. At 64 kimg nothing
   changed the samples from the same latents — an EMA of 8 kimg, lr 0.001, 32 channels (1.2 M
@@ -41,8 +41,14 @@ How it got here (all on 16×16 embedded data, 309 k parameters, batch 32 unless 
   a defect of this port.
 - The four shape classes, unconditional, 192 kimg with the cool-down (this config with
   `data.use_labels=False`, `sampling.guidance=1`): single-coloured irregular objects, few
-  recognisable (SWD 37.3). Conditional with guidance 2 (this config) is the first setting in
-  which one class (the discs) comes out in its shape.
+  recognisable (SWD 37.3).
+- Conditional with guidance 2, 192 kimg, two devices (9.2 minutes, 393 images/s, SWD 38.8):
+  round soft-edged discs for the disc label — and the same for the square label (`generate
+  --class=0` and `--class=1` give near-identical images), small irregular marks for triangles,
+  blobs that grow arms at guidance 3–4 for crosses. The same on one device with P_mean −1.2 (the
+  paper's): a few more square-ish squares and armed crosses (SWD 38.6). With channel_mult (1, 2)
+  — two levels, 181 k parameters, this default — discs are cleaner and crosses become crosses
+  (SWD 37.1 on one device, 13.6 minutes): the 4² level did not help at 16².
 On 2-core machines this network trains ~1.6× faster split over two XLA devices (264 against 162
 images/s in `jaxgen.bench` on an earlier machine); DCGAN's quickstart does not gain (203
 against 213), so only this config sets `train.cpu_devices`.
@@ -96,14 +102,14 @@ def get_config(preset=''):
 
   # Model (jaxgen/models/songunet.py, jaxgen/models/precond.py): the denoiser D(x; σ) =
   # c_skip·x + c_out·F(c_in·x, c_noise) with F a SongUNet. EDM's DDPM++ is 128 channels,
-  # channel_mult (2, 2, 2), 4 blocks per resolution, attention at 16²; this one is narrow
-  # (309 k parameters: 16, 32, 32 channels at 16², 8², 4²; one block each; no attention).
+  # channel_mult (2, 2, 2), 4 blocks per resolution, attention at 16²; this one is narrow and
+  # shallow (181 k parameters: 16 and 32 channels at 16² and 8²; one block each; no attention).
   config.model = ml_collections.ConfigDict()
   config.model.name = 'diffusion'
   config.model.precond = 'edm'  # 'edm' | 'vp' (DDPM) | 've' (score SDE): c_skip, c_out, c_in, c_noise.
   config.model.sigma_data = 0.5  # EDM's σ_data: the data's standard deviation.
   config.model.model_channels = 16
-  config.model.channel_mult = (1, 2, 2)
+  config.model.channel_mult = (1, 2)
   config.model.channel_mult_emb = 4
   config.model.num_blocks = 1
   config.model.attn_resolutions = ()
