@@ -5,8 +5,9 @@
 
 Trains NVlabs' EDMPrecond around its SongUNet with its EDMLoss, as its `training_loop.py` steps
 (loss.sum() / batch, the lr ramp, NaN-to-num of the gradients, Adam, the EMA with ramp-up), with
-the narrow U-Net and schedule of `configs/diffusion.py` (16 channels, channel_mult [1, 2, 2], one
-block, no attention, 16×16, batch 32, lr 4e-3 over a 2 kimg ramp, P_mean as given), on the
+the narrow U-Net and schedule of `configs/diffusion.py` (16 channels, one block, no attention,
+16×16, batch 32, lr 4e-3 over a 2 kimg ramp, P_mean as given; channel_mult [1, 2, 2] as the
+default had it until 2026-12-02, `--channel_mult=1,2` for today's), unconditional, on the
 embedded procedural images that `jaxgen.data.procedural` draws (optionally only some classes),
 in a random order of its own. `--lr_cooldown` decays the lr linearly to 0 over that last fraction
 of the steps, as `optimizer.lr_cooldown` does. Every 2,000 steps and at the end it writes
@@ -50,6 +51,7 @@ def main():
   parser.add_argument('--P_mean', type=float, default=-0.6)
   parser.add_argument('--ema_kimg', type=float, default=4.0)
   parser.add_argument('--classes', default='', help='e.g. 0,1,2,8; empty = all ten.')
+  parser.add_argument('--channel_mult', default='1,2,2')
   parser.add_argument('--num_images', type=int, default=20000)
   args = parser.parse_args()
 
@@ -65,7 +67,9 @@ def main():
   data = torch.from_numpy(procedural_images(args.num_images, classes).transpose(0, 3, 1, 2))
   data = data.float() / 127.5 - 1
   net = EDMPrecond(img_resolution=16, img_channels=3, label_dim=0, model_type='SongUNet',
-                   model_channels=16, channel_mult=[1, 2, 2], channel_mult_emb=4, num_blocks=1,
+                   model_channels=16,
+                   channel_mult=[int(m) for m in args.channel_mult.split(',')],
+                   channel_mult_emb=4, num_blocks=1,
                    attn_resolutions=[], dropout=0.0, embedding_type='positional',
                    encoder_type='standard', decoder_type='standard', resample_filter=[1, 1])
   print('parameters', sum(p.numel() for p in net.parameters()), flush=True)
