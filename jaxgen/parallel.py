@@ -25,13 +25,10 @@ def use_cpu_devices(count):
   is split over the mesh and each part runs on its own thread pool, e.g. 1.6× the images/s of
   configs/diffusion.py on two cores. Only the CPU platform is affected (a GPU or TPU run's
   devices are its accelerators), and nothing is changed when `count` is 0 or when XLA_FLAGS
-  already sets the device count (launch/local.sh, multi-device tests). Returns whether it
-  changed anything.
+  already sets the device count (launch/local.sh, multi-device tests). A negative count is
+  refused earlier, by `validation.check_config`. Returns whether it changed anything.
   """
   import os  # pylint: disable=import-outside-toplevel
-  if count < 0:
-    raise UserError(f'train.cpu_devices={count} is negative: give the number of XLA devices '
-                    'to split a CPU host into (0 = JAX\'s default, one)')
   if not count or CPU_DEVICE_FLAG in os.environ.get('XLA_FLAGS', ''):
     return False
   try:
