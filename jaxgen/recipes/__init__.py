@@ -99,6 +99,17 @@ def class_count(config, num_classes):
   return num_classes
 
 
+def linear_decay(count, num_steps, decay_length):
+  """The factor of a learning rate that is constant and then decays linearly to 0 at update
+  `num_steps`: min(1, (num_steps − count) / decay_length), ≥ 0; 1 throughout if decay_length is
+  0. Diffusion's `optimizer.lr_cooldown`, pix2pix's 'linear' policy and CycleGAN's official
+  one (decay_length = n_epochs_decay + 1 in updates) are this with their own decay_length."""
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  if not decay_length:
+    return 1.0
+  return jnp.clip((num_steps - count) / decay_length, 0.0, 1.0)
+
+
 def count_params(tree):
   """The number of parameters (array elements) in a pytree, for `param_count`."""
   import math  # pylint: disable=import-outside-toplevel

@@ -58,9 +58,9 @@ class TrainState:
 
 def linear_decay(lr, num_steps, decay_steps):
   """The official 'linear' policy in steps: lr for num_steps − decay_steps updates, then
-  lr·(1 − k / (decay_steps + 1)) for the k-th of the last decay_steps (k = 1 … decay_steps)."""
-  constant = num_steps - decay_steps
-  return lambda count: lr * (1.0 - jnp.maximum(0, count + 1 - constant) / (decay_steps + 1))
+  lr·(1 − k / (decay_steps + 1)) for the k-th of the last decay_steps (k = 1 … decay_steps),
+  i.e. lr·min(1, (num_steps − count) / (decay_steps + 1)) (`recipes.linear_decay`)."""
+  return lambda count: lr * recipes.linear_decay(count, num_steps, decay_steps + 1)
 
 
 class CycleGAN(recipes.OnePassSampling):

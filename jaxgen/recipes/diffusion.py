@@ -119,9 +119,8 @@ class Diffusion:
 
     def learning_rate(count):  # count: updates so far; EDM ramps on the images shown so far.
       ramp = jnp.minimum(count * batch / max(rampup_images, 1e-8), 1.0)
-      if cooldown_steps:  # Linear to 0 over the last lr_cooldown of the run.
-        ramp = ramp * jnp.clip((num_steps - count) / cooldown_steps, 0.0, 1.0)
-      return o.lr * ramp
+      # Linear to 0 over the last lr_cooldown of the run.
+      return o.lr * ramp * recipes.linear_decay(count, num_steps, cooldown_steps)
 
     self.tx = optax.adam(learning_rate, o.b1, o.b2, eps=o.eps)
     self.learning_rate = learning_rate

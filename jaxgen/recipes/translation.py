@@ -71,9 +71,8 @@ def learning_rate_schedule(o, num_steps):
   if o.schedule == 'constant':
     return o.lr
   if o.schedule == 'linear':
-    start = int(round(o.decay_start * num_steps))
-    length = max(num_steps - start, 1)
-    return lambda count: o.lr * jnp.clip(1.0 - (count - start) / length, 0.0, 1.0)
+    length = max(num_steps - int(round(o.decay_start * num_steps)), 1)
+    return lambda count: o.lr * recipes.linear_decay(count, num_steps, length)
   return optax.cosine_decay_schedule(o.lr, max(num_steps, 1))
 
 
