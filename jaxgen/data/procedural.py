@@ -158,10 +158,10 @@ class ProceduralSource:
     return self.num_images
 
   def __getitem__(self, index):
-    k = len(self.classes)
-    full_index = int(index) // k * NUM_CLASSES + self.classes[int(index) % k]
-    image, _ = render(full_index, self.resolution, self.seed, self.channels)
-    return {'image': image, 'label': np.int32(int(index) % k)}
+    block, label = divmod(int(index), len(self.classes))
+    image, _ = render(block * NUM_CLASSES + self.classes[label], self.resolution, self.seed,
+                      self.channels)
+    return {'image': image, 'label': np.int32(label)}
 
   def __repr__(self):
     return (f'ProceduralSource(resolution={self.resolution}, num_images={self.num_images}, '
