@@ -9,7 +9,9 @@ random colours, positions, sizes, orientations and a coloured background:
 
 A generator that only learns the average colour, or only one family, scores clearly worse than
 one that reproduces shapes, edges and textures; that is what the quickstart presets need.
-Images are anti-aliased (edges are soft over about one pixel) at any resolution from 16 to 256.
+Images are anti-aliased (edges are soft over about one pixel) at any resolution from 16 to 256,
+and no pattern repeats in under 3 pixels (see MIN_PERIOD_PIXELS), so stripes and rings stay
+stripes and rings at 16² instead of moiré.
 """
 
 import numpy as np
@@ -18,6 +20,11 @@ CLASS_NAMES = ('disc', 'square', 'triangle', 'stripes', 'rings', 'checkers', 'gr
                'blobs', 'cross', 'dot_grid')
 NUM_CLASSES = len(CLASS_NAMES)
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 256
+# Stripes, rings, checkers and dot grids with a period under this alias: their periods are drawn
+# in image widths, and at 16² the smallest were 1.6–2.4 pixels. The floor binds only below 32²
+# (3 pixels are 0.19 image widths at 32², 4.2 for the checkerboard's diagonal 0.27, under each
+# class's smallest period), so images from 32² up are the same as without it.
+MIN_PERIOD_PIXELS = 3
 
 
 def _coverage(signed_distance, pixel):
@@ -28,6 +35,13 @@ def _coverage(signed_distance, pixel):
 def _rotate(x, y, angle):
   c, s = np.cos(angle), np.sin(angle)
   return c * x + s * y, -s * x + c * y
+
+
+def _period(rng, low, high, pixel, diagonal=False):
+  """A pattern's period drawn from [low, high] and raised to MIN_PERIOD_PIXELS pixels; with
+  `diagonal` (a checkerboard, whose fundamental runs along its diagonal at period/√2), to
+  √2 times that."""
+  return max(rng.uniform(low, high), MIN_PERIOD_PIXELS * pixel * (np.sqrt(2) if diagonal else 1))
 
 
 def _random_colour(rng, avoid=None):
@@ -58,14 +72,14 @@ def _mask(label, x, y, rng, pixel):
       d = np.maximum(d, np.cos(a) * (x - cx) + np.sin(a) * (y - cy) - size / 2)
     return _coverage(d, pixel)
   if label == 3:  # stripes
-    period = rng.uniform(0.25, 0.6)
+    period = _period(rng, 0.25, 0.6, pixel)
     return _coverage(np.abs(((u / period) % 1.0) - 0.5) * period - period / 4, pixel)
   if label == 4:  # concentric rings
-    period = rng.uniform(0.2, 0.4)
+    period = _period(rng, 0.2, 0.4, pixel)
     r = np.hypot(x - cx, y - cy)
     return _coverage(np.abs(((r / period) % 1.0) - 0.5) * period - period / 4, pixel)
   if label == 5:  # checkerboard
-    period = rng.uniform(0.3, 0.7)
+    period = _period(rng, 0.3, 0.7, pixel, diagonal=True)
     su = np.sin(np.pi * u / (period / 2))
     sv = np.sin(np.pi * v / (period / 2))
     return np.clip(0.5 + 0.5 * su * sv * 4, 0.0, 1.0)
@@ -84,7 +98,7 @@ def _mask(label, x, y, rng, pixel):
     bar2 = np.maximum(np.abs(v) - arm, np.abs(u) - width)
     return _coverage(np.minimum(bar1, bar2), pixel)
   if label == 9:  # grid of dots
-    period = rng.uniform(0.3, 0.5)
+    period = _period(rng, 0.3, 0.5, pixel)
     radius = period * rng.uniform(0.2, 0.35)
     gu = ((u / period + 0.5) % 1.0 - 0.5) * period
     gv = ((v / period + 0.5) % 1.0 - 0.5) * period
