@@ -12,22 +12,24 @@ classifier-free guidance 3; 6,000 steps of 32 (192 kimg), lr 0.004 after a 2 kim
 decayed linearly to 0 over the last 30 % (`optimizer.lr_cooldown`, not in EDM), EMA half-life
 1 kimg, the host split into two XLA devices (`train.cpu_devices`).
 
-Measured on 2026-12-02 on a 2-core CPU (JAX 0.10.2; a Xeon with AMX that trains these nets
-~1.6× faster than earlier sessions' 2-core machines): 6.0 minutes with start-up and two
-evaluations, 620 training images/s; SWD ×10³ 37.8 at step 3,000, 33.9 at 6,000. Expect ~1.5×
-that time on the older machines. The final grid (`samples/00006000.png`; columns are classes:
-disc, square, stripes, cross, twice) has clean round discs in the disc columns, crosses and X
-shapes (several ragged) in the cross columns, speckled textures in the stripes columns of which
-a few show diagonal bands, and in the square columns the same round blobs as in the disc ones.
-The goal — every shape of the data recognisable — is NOT met: discs, crosses and (wavy,
-speckled) stripes come out, squares do not. Twice the images (12,000 steps, 384 kimg, 11.1
-minutes, SWD 31.0 at guidance 2) give cleaner discs and crosses and more stripes, and still no
-squares: the disc and square labels give near-identical round blobs from the same latents
-(`generate --class=0` / `--class=1`), as does EDM's churn (S_churn 10–80). A square differs
-from a disc of its size by a few corner pixels whose orientation is random, so its posterior
-mean is round until low noise levels, and a net this small and this briefly trained does not
-break that symmetry. Rings are left out: their period of 1.6–3.2 pixels at 16² aliases in the
-data itself (they need 32², 4× the cost per image). SWD does not follow what the eye sees here.
+Measured on 2026-12-03 on a 2-core CPU (JAX 0.10.2; a Xeon with AMX that trains these nets
+~1.6–2× faster than earlier sessions' 2-core machines): 4.7 minutes with start-up and two
+evaluations, 751 training images/s; SWD ×10³ 39.4 at step 3,000, 35.4 at 6,000. Expect up to
+~2× that time on the older machines (6.0 minutes and 620 images/s on 2026-12-02's). The final
+grid (`samples/00006000.png`; columns are classes: disc, square, stripes, cross, twice) has
+clean round discs in the disc columns, crosses and X shapes (several ragged) in the cross
+columns, and in the stripes columns textures of which about half are straight or wavy bands of
+two colours, the rest speckle; the square columns hold the same round blobs as the disc ones.
+The goal — every shape of the data recognisable — is NOT met: discs, crosses and stripes come
+out, squares do not. Twice the images (12,000 steps, 384 kimg, 11.1 minutes, SWD 31.0 at
+guidance 2) give cleaner discs and crosses and more stripes, and still no squares: the disc and
+square labels give near-identical round blobs from the same latents (`generate --class=0` /
+`--class=1`), as does EDM's churn (S_churn 10–80); guidance makes them rounder (at guidance 1
+they are irregular blobs). A square differs from a disc of its size by a few corner pixels whose
+orientation is random, so its posterior mean is round until low noise levels, and a net this
+small and this briefly trained does not break that symmetry. Rings are left out of the default:
+this two-level net draws them as labyrinths; a four-level one draws concentric rings but spoils
+the discs (below). SWD does not follow what the eye sees here.
 
 How it got here (all on 16×16 embedded data, batch 32; until 2026-12-02 the 309 k parameter
 U-Net of channel_mult (1, 2, 2)):
@@ -60,6 +62,24 @@ U-Net of channel_mult (1, 2, 2)):
 - This default with 24 channels (`--config.model.model_channels=24`, 404 k parameters): 10.0
   minutes, 364 images/s, SWD 33.5 / 37.6; clearer stripes and cleaner crosses than at 16
   channels, squares only a little more angular — over this CPU budget.
+- More capacity for squares, before the period floor below (the disc, square and cross images
+  are the same with it): 48 channels at 8² (`channel_mult (1, 3)`, 7.1 minutes, SWD 34.4), or
+  ADM's adaptive scale and shift for the embedding instead of DDPM++'s added bias (5.0
+  minutes, SWD 37.2): squares as round as before.
+- 2026-12-03: the embedded data's periods are floored at 3 pixels (jaxgen/data/procedural.py);
+  before, stripes of 2–3 pixels and rings of 1.6–3.2 aliased at 16² in the data itself. This
+  default then gives the stripes above (before: speckle with a few diagonal bands).
+- All five of the issue's shapes (`--config.data.classes='(0,1,3,4,8)'`) after the floor: with
+  this net (5.6 minutes, SWD 44.9) stripes and rings both come out as two-colour labyrinths;
+  with a third level (`channel_mult (1, 2, 2)`, 5.5 minutes, SWD 45.6) the stripe and ring
+  labels give the same labyrinths from the same latents; with four levels (`channel_mult
+  (1, 2, 2, 2)`, down to 2², 571 images/s, 6.5 minutes, SWD 42.9 / 47.1) the ring label gives
+  concentric rings and the stripe label wavy stripes — the only run with recognisable rings —
+  but discs and squares come out as irregular speckled blobs and crosses ragged.
+- 32×32 (`--config.data.resolution=32 --config.model.model_channels=8
+  --config.model.channel_mult='(1,2,4)'`, 8/16/32 channels, five classes, 4,500 steps of 32):
+  10.0 minutes, 278 images/s, SWD 70.2 — multi-coloured speckled blobs and textures; at 32²
+  this budget is far from enough.
 On 2-core machines this network trains ~1.6× faster split over two XLA devices (264 against 162
 images/s in `jaxgen.bench` on an earlier machine); DCGAN's quickstart does not gain (203
 against 213), so only this config sets `train.cpu_devices`.
