@@ -2,34 +2,35 @@
 
   python -m jaxgen.main --config=configs/diffusion.py --workdir=/tmp/diffusion
 
-Needs no download. EDM's recipe — DDPM++ U-Net (SongUNet), EDM preconditioning and loss
-(log-normal σ, P_std 1.2, σ_data 0.5; P_mean −0.6 here, the paper's −1.2 in the presets), Adam
-with learning-rate warm-up, EMA with ramp-up, the deterministic Heun sampler with 18 steps (35
+Needs no download. EDM's recipe — a SongUNet, EDM preconditioning and loss (log-normal σ,
+P_std 1.2, σ_data 0.5; P_mean −0.6 here, the paper's −1.2 in the presets), Adam with
+learning-rate warm-up, EMA with ramp-up, the deterministic Heun sampler with 18 steps (35
 network evaluations per image) — with a narrow U-Net at 16×16 and a short schedule for a 2-core
-CPU. The default is class-conditional on four classes of the embedded data (disc, square,
-stripes, cross; `data.classes`), trained with label dropout 0.1 and sampled with
-classifier-free guidance 3; 6,000 steps of 32 (192 kimg), lr 0.004 after a 2 kimg warm-up,
-decayed linearly to 0 over the last 30 % (`optimizer.lr_cooldown`, not in EDM), EMA half-life
-1 kimg, the host split into two XLA devices (`train.cpu_devices`).
+CPU. The U-Net is DDPM++ with NCSN++'s residual encoder (the image, down-sampled, enters every
+level) and a skip decoder (every level adds to the output), 182 k parameters. The default is
+class-conditional on the five shapes of the embedded data (disc, square, stripes, rings, cross;
+`data.classes`), trained with label dropout 0.1 and sampled with classifier-free guidance 3;
+10,000 steps of 32 (320 kimg), lr 0.004 after a 2 kimg warm-up, decayed linearly to 0 over the
+last 30 % (`optimizer.lr_cooldown`, not in EDM), EMA half-life 1 kimg, the host split into two
+XLA devices (`train.cpu_devices`).
 
-Measured on 2026-12-03 on a 2-core CPU (JAX 0.10.2; a Xeon with AMX that trains these nets
-~1.6–2× faster than earlier sessions' 2-core machines): 4.7 minutes with start-up and two
-evaluations, 751 training images/s; SWD ×10³ 39.4 at step 3,000, 35.4 at 6,000. Expect up to
-~2× that time on the older machines (6.0 minutes and 620 images/s on 2026-12-02's). The final
-grid (`samples/00006000.png`; columns are classes: disc, square, stripes, cross, twice) has
-clean round discs in the disc columns, crosses and X shapes (several ragged) in the cross
-columns, and in the stripes columns textures of which about half are straight or wavy bands of
-two colours, the rest speckle; the square columns hold the same round blobs as the disc ones.
-The goal — every shape of the data recognisable — is NOT met: discs, crosses and stripes come
-out, squares do not. Twice the images (12,000 steps, 384 kimg, 11.1 minutes, SWD 31.0 at
-guidance 2) give cleaner discs and crosses and more stripes, and still no squares: the disc and
-square labels give near-identical round blobs from the same latents (`generate --class=0` /
-`--class=1`), as does EDM's churn (S_churn 10–80); guidance makes them rounder (at guidance 1
-they are irregular blobs). A square differs from a disc of its size by a few corner pixels whose
-orientation is random, so its posterior mean is round until low noise levels, and a net this
-small and this briefly trained does not break that symmetry. Rings are left out of the default:
-this two-level net draws them as labyrinths; a four-level one draws concentric rings but spoils
-the discs (below). SWD does not follow what the eye sees here.
+Measured on 2026-12-03 on a 2-core CPU (JAX 0.10.2; a Xeon with AMX, about 1.25× faster at
+this net than 2026-12-02's 2-core machine): 8.0 minutes with start-up and two evaluations,
+730 training images/s; SWD ×10³ 41.7 at step 5,000, 38.2 at 10,000. Expect about 10 minutes on
+the slower machines. The final grid (`samples/00010000.png`, ten columns: disc, square, stripes,
+rings, cross, twice) has clean round discs; concentric rings or tight spirals in nearly every
+ring sample; stripes as two-colour bands, mostly wavy, a few labyrinths; recognisable crosses or
+X shapes in about 7 of 12 cross samples, fragmented marks in the rest; and in the square columns
+the same round blobs as in the disc ones. The goal — every shape of the data recognisable — is
+NOT met: four of the five shapes come out, squares do not. Fed real squares with noise, the
+trained denoiser returns the same image for the square label, the disc label and no label at
+every σ from 0.2 to 2: square at σ = 0.2, rounded at 0.5, a round blob from 1 up. It has not
+learned to use the disc/square label: a square differs from a disc of its size by a few corner
+pixels at a random orientation, so the label is worth little squared error at the noise levels
+where the shape is decided, and this net in this budget spends itself on the rest. Trained on
+discs and squares alone it does draw squares (below). Guidance 2 gives fainter stripes and
+blobbier crosses, guidance 4 thinner, fragmented crosses; 3 is between. SWD does not follow
+what the eye sees here.
 
 How it got here (all on 16×16 embedded data, batch 32; until 2026-12-02 the 309 k parameter
 U-Net of channel_mult (1, 2, 2)):
@@ -49,33 +50,49 @@ U-Net of channel_mult (1, 2, 2)):
 - The same four, conditional with guidance 2, 192 kimg: round discs for the disc and the square
   labels alike, small irregular marks for triangles, blobs that grow arms at guidance 3–4 for
   crosses (SWD 38.8); P_mean −1.2 (the paper's) about the same. With channel_mult (1, 2) — two
-  levels, 181 k parameters, today's net — clean discs and crosses (SWD 33.4 / 36.9; 9.6
-  minutes, 396 images/s, before GroupNorm was made 1.3× faster: the previous default).
+  levels, 181 k parameters, today's net without its residual encoder and skip decoder — clean
+  discs and crosses (SWD 33.4 / 36.9; 9.6 minutes, 396 images/s, before GroupNorm was made 1.3×
+  faster).
 - Disc, square, stripes, rings and cross, conditional, 192 kimg (6.1 minutes): discs and
   ragged crosses; stripes as wavy speckle, rings as speckle (SWD 38.0). Dropping rings and
-  sampling at guidance 3 instead of 2 gives this default.
+  sampling at guidance 3 instead of 2 gave the previous default (below).
 - Disc and square only (`--config.data.classes='(0,1)'`), 192 kimg, guidance 3 (5.3 minutes,
   698 images/s, SWD 38.0 / 36.8): the square label now gives angular shapes — several clear
   rotated squares, some triangular or irregular ones — beside clean discs. Squares are
   learnable in this budget when this small net shares itself among two classes; with four, not
   even at 384 kimg (96 kimg of squares in both runs).
-- This default with 24 channels (`--config.model.model_channels=24`, 404 k parameters): 10.0
-  minutes, 364 images/s, SWD 33.5 / 37.6; clearer stripes and cleaner crosses than at 16
-  channels, squares only a little more angular — over this CPU budget.
+- The previous default with 24 channels (`--config.model.model_channels=24`, 404 k
+  parameters): 10.0 minutes, 364 images/s, SWD 33.5 / 37.6; clearer stripes and cleaner crosses
+  than at 16 channels, squares only a little more angular — over this CPU budget.
 - More capacity for squares, before the period floor below (the disc, square and cross images
   are the same with it): 48 channels at 8² (`channel_mult (1, 3)`, 7.1 minutes, SWD 34.4), or
   ADM's adaptive scale and shift for the embedding instead of DDPM++'s added bias (5.0
   minutes, SWD 37.2): squares as round as before.
 - 2026-12-03: the embedded data's periods are floored at 3 pixels (jaxgen/data/procedural.py);
-  before, stripes of 2–3 pixels and rings of 1.6–3.2 aliased at 16² in the data itself. This
-  default then gives the stripes above (before: speckle with a few diagonal bands).
+  before, stripes of 2–3 pixels and rings of 1.6–3.2 aliased at 16² in the data itself. The
+  previous default then gave the stripes below (before: speckle with a few diagonal bands).
 - All five of the issue's shapes (`--config.data.classes='(0,1,3,4,8)'`) after the floor: with
-  this net (5.6 minutes, SWD 44.9) stripes and rings both come out as two-colour labyrinths;
-  with a third level (`channel_mult (1, 2, 2)`, 5.5 minutes, SWD 45.6) the stripe and ring
-  labels give the same labyrinths from the same latents; with four levels (`channel_mult
-  (1, 2, 2, 2)`, down to 2², 571 images/s, 6.5 minutes, SWD 42.9 / 47.1) the ring label gives
-  concentric rings and the stripe label wavy stripes — the only run with recognisable rings —
-  but discs and squares come out as irregular speckled blobs and crosses ragged.
+  the plain two-level net (5.6 minutes, SWD 44.9) stripes and rings both come out as
+  two-colour labyrinths; with a third level (`channel_mult (1, 2, 2)`, 5.5 minutes, SWD 45.6)
+  the stripe and ring labels give the same labyrinths from the same latents; with four levels
+  (`channel_mult (1, 2, 2, 2)`, down to 2², 571 images/s, 6.5 minutes, SWD 42.9 / 47.1) the
+  ring label gives concentric rings and the stripe label wavy stripes, but discs and squares
+  come out as irregular speckled blobs and crosses ragged.
+- The same five, 2026-12-03, two-level net unless said, 6,000 steps: attention at 8² (5.8
+  minutes, SWD 43.6) — labyrinth rings, ragged crosses; four levels at lr 0.002 (6.4 minutes,
+  SWD 40.2) — rings, chaotic stripes, blob discs; four levels with the residual encoder and
+  skip decoder (6.9 minutes, SWD 40.8) — spiral rings, blobs, ragged crosses; the residual
+  encoder and skip decoder on this two-level net (4.8 minutes, 800 images/s, SWD 42.0) —
+  concentric rings and spirals instead of labyrinths, at no cost. Adding NCSN++'s Fourier
+  embedding and [1,3,3,1] resampling: 6.5 minutes, SWD 44.6, no better. Adam β2 0.99: SWD 45.2.
+  The residual/skip net at 12,000 steps (9.1 minutes, SWD 39.6) and 10,000 (8.0 minutes, SWD
+  38.2) give the rings, stripes and crosses of this default; 10,000 is it. On the four-class
+  data lr 0.008 is no better: speckled stripes, ragged crosses (SWD 36.6). Guidance limited to
+  σ in (0.28, 5.42] (Kynkäänniemi et al. 2024), tried on the four-level net, changes nothing
+  visible.
+- The previous default (disc, square, stripes, cross; the plain two-level DDPM++; 6,000 steps):
+  4.7 minutes, 751 images/s, SWD 39.4 / 35.4 — clean discs, crosses, half the stripe samples as
+  bands, round squares, and no rings in its data.
 - 32×32 (`--config.data.resolution=32 --config.model.model_channels=8
   --config.model.channel_mult='(1,2,4)'`, 8/16/32 channels, five classes, 4,500 steps of 32):
   10.0 minutes, 278 images/s, SWD 70.2 — multi-coloured speckled blobs and textures; at 32²
@@ -120,9 +137,9 @@ def get_config(preset=''):
   config.data.resolution = 16  # Divisible by 2 ** (len(model.channel_mult) - 1).
   config.data.channels = 3
   config.data.num_images = 20000  # Size of the embedded dataset (it is procedural).
-  # Four classes of the embedded data (disc, square, stripes, cross): the ten, with their
-  # pixel-scale textures at 16², show no shapes in this budget (see above).
-  config.data.classes = (0, 1, 3, 8)  # Embedded data: keep only these classes; () = all ten.
+  # The five shapes of the embedded data (disc, square, stripes, rings, cross): the ten, with
+  # their pixel-scale textures at 16², show no shapes in this budget (see above).
+  config.data.classes = (0, 1, 3, 4, 8)  # Embedded data: keep only these classes; () = all ten.
   config.data.seed = 0  # Which embedded images; not the data order (that is config.seed).
   config.data.xflip = False  # Dataset x-flips (EDM's `--xflip`); the augmentation flips too.
   config.data.use_labels = True  # Class-conditional (EDM's `--cond=1`); False: unconditional.
@@ -134,7 +151,7 @@ def get_config(preset=''):
   # Model (jaxgen/models/songunet.py, jaxgen/models/precond.py): the denoiser D(x; σ) =
   # c_skip·x + c_out·F(c_in·x, c_noise) with F a SongUNet. EDM's DDPM++ is 128 channels,
   # channel_mult (2, 2, 2), 4 blocks per resolution, attention at 16²; this one is narrow and
-  # shallow (181 k parameters: 16 and 32 channels at 16² and 8²; one block each; no attention).
+  # shallow (182 k parameters: 16 and 32 channels at 16² and 8²; one block each; no attention).
   config.model = ml_collections.ConfigDict()
   config.model.name = 'diffusion'
   config.model.precond = 'edm'  # 'edm' | 'vp' (DDPM) | 've' (score SDE): c_skip, c_out, c_in, c_noise.
@@ -144,12 +161,15 @@ def get_config(preset=''):
   config.model.channel_mult_emb = 4
   config.model.num_blocks = 1
   config.model.attn_resolutions = ()
-  config.model.dropout = 0.0  # 0.13 for CIFAR-10; 192 kimg of 20,000 images do not overfit.
+  config.model.dropout = 0.0  # 0.13 for CIFAR-10; off in this short run.
   config.model.label_dropout = 0.1  # > 0 trains the unconditional branch for guidance.
   config.model.embedding_type = 'positional'  # 'positional' (DDPM++) | 'fourier' (NCSN++)
   config.model.channel_mult_noise = 1  # 2 with Fourier embeddings (NCSN++).
-  config.model.encoder_type = 'standard'  # 'standard' | 'skip' | 'residual' (NCSN++)
-  config.model.decoder_type = 'standard'  # 'standard' | 'skip'
+  # NCSN++'s progressive input (the image down-sampled into every level) and score-SDE's
+  # progressive output (every level adds to the output): rings come out as rings instead of
+  # labyrinths at no measurable cost (DDPM++: 'standard' and 'standard').
+  config.model.encoder_type = 'residual'  # 'standard' | 'skip' | 'residual'
+  config.model.decoder_type = 'skip'  # 'standard' | 'skip'
   config.model.resample_filter = (1, 1)  # (1, 3, 3, 1) for NCSN++.
   config.model.dtype = 'float32'  # 'bfloat16' on GPU/TPU: matmuls and convolutions in bf16.
 
@@ -188,7 +208,7 @@ def get_config(preset=''):
   # A CPU-only host split into this many XLA devices (jaxgen/parallel.py): 1.6× the images/s on
   # two cores. 0 = JAX's default (one); ignored on GPU/TPU and when XLA_FLAGS sets the count.
   config.train.cpu_devices = 2
-  config.train.num_steps = 6000  # 192 kimg.
+  config.train.num_steps = 10000  # 320 kimg.
   config.train.ema_kimg = 1.0  # EMA half-life (thousands of images); EDM: 500.
   config.train.ema_rampup = 0.05  # Half-life ≤ 5 % of the images shown so far; 0 = none.
 
@@ -213,7 +233,7 @@ def get_config(preset=''):
   config.eval.metrics = ('swd',)
   config.eval.num_images = 256  # Real and generated images compared by SWD (35 evaluations each).
   config.eval.batch_size = 256
-  config.eval.every_steps = 3000
+  config.eval.every_steps = 5000
   config.eval.at_start = False  # The untrained denoiser's samples are noise.
   config.eval.fid_resize = 'tf'  # As EDM's fid.py: TensorFlow's bilinear resize to 299².
 
@@ -266,6 +286,8 @@ def _edm_cifar10(config):
   config.objective.P_mean = -1.2
   config.model.model_channels = 128
   config.model.channel_mult = (2, 2, 2)
+  config.model.encoder_type = 'standard'  # DDPM++ (the default's are NCSN++'s and score-SDE's).
+  config.model.decoder_type = 'standard'
   config.model.num_blocks = 4
   config.model.attn_resolutions = (16,)
   config.model.dropout = 0.13

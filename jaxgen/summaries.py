@@ -32,6 +32,15 @@ def image_grid(images, columns=None):
   return grid
 
 
+def grid_columns(count, num_classes=0):
+  """Columns for a grid of `count` samples whose labels cycle through `num_classes` classes
+  (sample i has label i mod K, as the evaluator draws them): a multiple of K near √count, so that
+  every column holds one class; without classes (or with more than `count`), ⌈√count⌉."""
+  if not num_classes or num_classes > count:
+    return int(math.ceil(math.sqrt(count)))
+  return num_classes * max(1, round(math.sqrt(count) / num_classes))
+
+
 def save_png(grid, path):
   os.makedirs(os.path.dirname(path), exist_ok=True)
   tmp = path + '.tmp.png'
@@ -55,11 +64,11 @@ class Writer:
       for name, value in values.items():
         self._tb.add_scalar(name, float(value), step)
 
-  def images(self, step, name, images, png_name=None):
+  def images(self, step, name, images, png_name=None, columns=None):
     """Logs a grid of `images` ([N, H, W, C] in [-1, 1]) and saves DIR/samples/<png_name>."""
     if not self.enabled:
       return
-    grid = image_grid(images)
+    grid = image_grid(images, columns)
     self._tb.add_image(name, grid, step, dataformats='HWC')
     if png_name:
       save_png(grid, os.path.join(self.workdir, 'samples', png_name))

@@ -245,7 +245,8 @@ def train_and_evaluate(config, workdir, allow_config_change=False):
     if results:
       log.info('step %d: %s', step, ', '.join(f'{k} {v:.3f}' for k, v in results.items()))
     grid = evaluator.generate_uint8(state, config.log.num_samples, sample_key)
-    writer.images(step, 'samples', grid.astype(np.float32) / 127.5 - 1.0, f'{step:08d}.png')
+    writer.images(step, 'samples', grid.astype(np.float32) / 127.5 - 1.0, f'{step:08d}.png',
+                  columns=summaries.grid_columns(len(grid), recipe.num_classes))
     save(state, step, results)
     return results
 

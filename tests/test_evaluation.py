@@ -7,6 +7,7 @@ the CLI. The weight lookup itself runs for real (missing weights, offline).
 """
 
 import functools
+import math
 import json
 import os
 import shutil
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, env_with_devices, read_scalars, run_main, tiny_config, tree_digest
-from jaxgen import checkpoint, data, evaluate, evaluation, parallel, train
+from jaxgen import checkpoint, data, evaluate, evaluation, parallel, summaries, train
 from jaxgen.errors import UserError
 from jaxgen.metrics import inception_weights, registry
 
@@ -252,3 +253,20 @@ def test_cli_bad_input(trained, tmp_path):
                      tmp_path / 'nowhere.npz'), 'nowhere.npz', 'do not exist')
   assert tree_digest(workdir) == before
   assert not list(cache.rglob('*.pth'))
+
+
+@pytest.mark.parametrize('count', [16, 40, 64])
+def test_sample_grid_columns_hold_one_class_each(count):
+  """Sample i has label i mod K (evaluator); the grid's columns must be a multiple of K for each
+  column to show one class, near a square grid; without classes, ⌈√count⌉ as before."""
+  assert summaries.grid_columns(count) == math.ceil(math.sqrt(count))
+  assert summaries.grid_columns(count, count + 1) == math.ceil(math.sqrt(count))
+  for k in range(1, count // 2 + 1):
+    columns = summaries.grid_columns(count, k)
+    assert columns % k == 0 and columns <= count
+    labels = np.arange(count) % k
+    for c in range(columns):
+      assert len(set(labels[c::columns])) == 1
+    # Near square: no other multiple of k is closer to √count.
+    assert abs(columns - math.sqrt(count)) <= k / 2 + 1e-9 or columns == k
+  assert summaries.grid_columns(64, 5) == 10 and summaries.grid_columns(64, 4) == 8
