@@ -23,7 +23,7 @@ def image_grid(images, columns=None):
   """[N, H, W, C] floats in [-1, 1] (or uint8) → one uint8 [rows·H, cols·W, C] grid."""
   images = to_uint8(images)
   n, h, w, c = images.shape
-  columns = columns or int(math.ceil(math.sqrt(n)))
+  columns = columns or grid_columns(n)
   rows = int(math.ceil(n / columns))
   grid = np.zeros((rows * h, columns * w, c), np.uint8)
   for i, image in enumerate(images):

@@ -7,8 +7,8 @@ the CLI. The weight lookup itself runs for real (missing weights, offline).
 """
 
 import functools
-import math
 import json
+import math
 import os
 import shutil
 import subprocess
