@@ -92,6 +92,19 @@ U-Net of channel_mult (1, 2, 2)):
   visible. On this default, for the squares: P_std 1.0 (8.9 minutes, SWD 44.1 / 41.2;
   straighter stripes) and a 128-channel embedding (`model.channel_mult_emb=8`, 212 k
   parameters, 9.3 minutes, SWD 43.6 / 39.7) — squares as round as before.
+- 2026-12-03, later, on this default (a 2-core machine that ran its cost in 9.5 minutes), for
+  the squares: squares shown twice as often (a sixth of the data each for the others; 9.5
+  minutes, SWD 36.6 / 36.6) — squares round, crosses worse; 24 channels at both levels
+  (`model_channels=24, channel_mult=(1, 1)`, 172 k parameters, 11.6 minutes, SWD 43.8 / 38.0) —
+  squares round, labyrinth stripes; classifier-free guidance 8 or 15 within σ in (0.3, 3] —
+  the disc and square rows stay identical; autoguidance (Karras et al. 2024: D_bad + w·(D −
+  D_bad) with this net after 2,500 steps as D_bad, w 2–4; sampling only, not in jaxgen) —
+  straighter stripes and cleaner rings, squares round. EDM2's magnitude-preserving U-Net
+  (`--config.model.arch=edm2 --config.objective.name=edm2 --config.optimizer.b2=0.99`, 165 k
+  parameters, ~1.2× the images/s): lr 0.003 noise (SWD 85.1), 0.01 (7.8 minutes, SWD 61.9 /
+  53.5) blurry stripes and fragmented crosses, 0.03 (SWD 62.0 / 54.1) a cross in nearly every
+  cross sample, clean rings, low-contrast stripe bands, round squares (README), 0.06 the same
+  (55.3).
 - The previous default (disc, square, stripes, cross; the plain two-level DDPM++; 6,000 steps):
   4.7 minutes, 751 images/s, SWD 39.4 / 35.4 — clean discs, crosses, half the stripe samples as
   bands, round squares, and no rings in its data.
@@ -121,6 +134,16 @@ Presets (`--config=configs/diffusion.py:NAME`); data through `--config.data.sour
            (the default) or `--sampler=ddim` / `--sampler=ddpm`.
   ve       the score-SDE baseline (`--precond=ve`): VE preconditioning and loss (σ 0.02–100) on
            NCSN++.
+  edm2_img64  EDM2's ImageNet 64×64 S (Karras et al. 2024; `train_edm2.py
+           --preset=edm2-img64-s`): the magnitude-preserving U-Net (`model.arch='edm2'`, 192
+           channels, [1,2,3,4], 3 blocks, attention at 16² and 8²) with its learned uncertainty
+           (`objective.name='edm2'`, P_mean −0.8, P_std 1.6), forced weight normalisation, Adam
+           (0.9, 0.99) at lr 0.01 with a 10 Mimg ramp-up and lr/√t decay after 35,000 batches of
+           2048, 1 Gimg, bf16; 280,209,381 parameters with 1000 classes, as the official Precond.
+           FID 1.58 in the paper's release (EMA σ_rel 0.075, 32 Heun steps = 63 evaluations,
+           no guidance). Not the same EMA: EDM2's power-function EMA is approximated by EDM's
+           with a half-life of 5 % of the images so far; post-hoc EMA is not implemented.
+           Point data.source at ImageNet's train folder (one sub-folder per class).
   bench    the benchmark of `python -m jaxgen.bench` (`cifar10` on the embedded data at 32×32,
            bf16 compute): training images/s and sampling images/s at 35 evaluations.
 """
@@ -156,6 +179,12 @@ def get_config(preset=''):
   # shallow (182 k parameters: 16 and 32 channels at 16² and 8²; one block each; no attention).
   config.model = ml_collections.ConfigDict()
   config.model.name = 'diffusion'
+  # 'songunet' (EDM's DDPM++/NCSN++, jaxgen/models/songunet.py) | 'edm2' (EDM2's
+  # magnitude-preserving U-Net, jaxgen/models/edm2unet.py; channel_mult_emb, the embedding
+  # and encoder/decoder types are SongUNet's only).
+  config.model.arch = 'songunet'
+  # EDM2's learned uncertainty u(σ) (used by objective.name='edm2'): Fourier features feeding it.
+  config.model.logvar_channels = 128
   config.model.precond = 'edm'  # 'edm' | 'vp' (DDPM) | 've' (score SDE): c_skip, c_out, c_in, c_noise.
   config.model.sigma_data = 0.5  # EDM's σ_data: the data's standard deviation.
   config.model.model_channels = 16
@@ -177,7 +206,7 @@ def get_config(preset=''):
 
   # Objective (jaxgen/objectives/diffusion.py): the loss of `model.precond`'s paper.
   config.objective = ml_collections.ConfigDict()
-  config.objective.name = 'edm'  # 'edm' | 'vp' | 've'
+  config.objective.name = 'edm'  # 'edm' | 'vp' | 've' | 'edm2' (EDM's with learned uncertainty)
   # EDM: ln σ ~ N(P_mean, P_std²), −1.2 in the paper. −0.6 trains more at the noise levels where
   # layout forms: SWD 45.2 against 51.7 after 1,000 steps (with lr 0.004 against 0.002).
   config.objective.P_mean = -0.6
@@ -200,6 +229,9 @@ def get_config(preset=''):
   # Linear decay to 0 over this last fraction of the run (EDM: 0, constant): a short run's
   # weights settle into flat colours instead of the EMA averaging a moving net.
   config.optimizer.lr_cooldown = 0.3
+  # EDM2's decay lr/√(kimg/lr_decay_kimg) once past lr_decay_kimg (its ref_batches · batch,
+  # e.g. 70,000 · 2048 images); 0 = none, as EDM.
+  config.optimizer.lr_decay_kimg = 0.0
   config.optimizer.b1 = 0.9
   config.optimizer.b2 = 0.999
   config.optimizer.eps = 1e-8
@@ -271,8 +303,11 @@ def get_config(preset=''):
     config.data.source = 'embedded'
     config.data.num_images = 2048
     config.model.dtype = 'bfloat16'
+  elif preset == 'edm2_img64':
+    _edm2_img64(config)
   elif preset and preset not in ('cifar10', 'ncsnpp'):
-    raise ValueError(f'unknown preset {preset!r}: use cifar10, ncsnpp, ffhq64, vp, ve or bench')
+    raise ValueError(f'unknown preset {preset!r}: use cifar10, ncsnpp, ffhq64, vp, ve, '
+                     'edm2_img64 or bench')
   return config
 
 
@@ -309,6 +344,45 @@ def _edm_cifar10(config):
   config.checkpoint.every_steps = 2000
   config.checkpoint.best_metric = 'fid10k'
   config.log.every_steps = 100
+
+
+def _edm2_img64(config):
+  """EDM2's `train_edm2.py --preset=edm2-img64-s`: ImageNet 64×64 in pixel space, 1000 classes."""
+  config.data.source = 'folder:/path/to/imagenet/train'  # One sub-folder per class.
+  config.data.resolution = 64
+  config.data.classes = ()
+  config.data.use_labels = True
+  config.model.arch = 'edm2'
+  config.model.model_channels = 192
+  config.model.channel_mult = (1, 2, 3, 4)
+  config.model.num_blocks = 3
+  config.model.attn_resolutions = (16, 8)
+  config.model.dropout = 0.0
+  config.model.label_dropout = 0.0  # EDM2 guides with a second network, not label dropout.
+  config.model.logvar_channels = 128
+  config.model.dtype = 'bfloat16'  # EDM2 trains in fp16 (use_fp16=True).
+  config.objective.name = 'edm2'
+  config.objective.P_mean = -0.8
+  config.objective.P_std = 1.6
+  config.augment.p = 0.0
+  config.optimizer.lr = 0.01
+  config.optimizer.b2 = 0.99
+  config.optimizer.lr_rampup_kimg = 10_000.0
+  config.optimizer.lr_decay_kimg = 35_000 * 2048 / 1000  # ref_batches 35,000 of 2048.
+  config.optimizer.lr_cooldown = 0.0
+  config.train.batch_size = 2048
+  config.train.num_steps = (1024 << 20) // 2048  # 1 Gimg (2³⁰ images).
+  # EDM2 keeps a power-function EMA (σ_rel 0.05–0.10) and reconstructs others post hoc; this is
+  # EDM's EMA with a half-life of 5 % of the images so far, the nearest exponential one.
+  config.train.ema_kimg = (1024 << 20) / 1000
+  config.train.ema_rampup = 0.05
+  config.sampling.num_steps = 32  # 63 evaluations, as EDM2's generate_images.py at 64².
+  config.sampling.guidance = 1.0
+  config.eval.metrics = ('fid10k',)
+  config.eval.every_steps = 5_000
+  config.eval.batch_size = 512
+  config.checkpoint.every_steps = 1_000
+  config.checkpoint.best_metric = 'fid10k'
 
 
 def _ncsnpp(config):

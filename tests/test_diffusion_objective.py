@@ -193,7 +193,7 @@ def test_make_loss_binds_settings_and_refuses_unknown_ones():
   np.testing.assert_array_equal(got, expected)
   assert 1 <= got.min() and got.max() < 4 * (1 + 1e-6)        # σ² with σ in [1, 2)
   assert not np.array_equal(got, default)
-  assert set(diffusion.LOSSES) == {'edm', 'vp', 've'}
+  assert set(diffusion.LOSSES) == {'edm', 'vp', 've', 'edm2'}
   with pytest.raises(UserError, match='unknown'):
     diffusion.make_loss('ddpm')
   with pytest.raises(UserError, match='P_mean'):

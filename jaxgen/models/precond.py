@@ -33,6 +33,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxgen.errors import UserError
+from jaxgen.models import edm2unet
 
 KINDS = ('edm', 'vp', 've')
 
@@ -114,16 +115,22 @@ class Precond(nn.Module):
   beta_min: float = VP_BETA_MIN
   M: int = VP_M
   epsilon_t: float = VP_EPSILON_T
+  # EDM2's learned uncertainty u(σ) (Karras et al. 2024, Eq. 21): a linear map of this many
+  # magnitude-preserving Fourier features of c_noise (0 = none, as EDM). Its loss is 'edm2'.
+  logvar_channels: int = 0
 
   def sigma_range(self):
     """(σ_min, σ_max) of this preconditioning (works on an unbound module)."""
     return sigma_range(self.kind, self.sigma_min, self.sigma_max, self.beta_d, self.beta_min,
                        self.epsilon_t)
 
-  def __call__(self, x, sigma, class_labels=None, augment_labels=None, train=False):
+  @nn.compact
+  def __call__(self, x, sigma, class_labels=None, augment_labels=None, train=False,
+               return_logvar=False):
     """x [N, R, R, C] noisy images, sigma [N] or scalar noise levels, class_labels one-hot
     [N, label_dim] (None = zeros, the unconditional branch of classifier-free guidance),
-    augment_labels [N, augment_dim] or None → D(x; σ) float32 [N, R, R, C]."""
+    augment_labels [N, augment_dim] or None → D(x; σ) float32 [N, R, R, C]; with
+    `return_logvar` (needs logvar_channels > 0), (D, u(σ) float32 [N, 1, 1, 1])."""
     check_kind(self.kind)
     model_labels = self.model.label_dim
     if self.label_dim is not None and self.label_dim != model_labels:
@@ -143,4 +150,12 @@ class Precond(nn.Module):
     per_image = lambda c: c[:, None, None, None]
     F = self.model((per_image(c_in) * x).astype(self.model.dtype), c_noise, class_labels,
                    augment_labels, train=train)
-    return per_image(c_skip) * x + per_image(c_out) * F.astype(jnp.float32)
+    denoised = per_image(c_skip) * x + per_image(c_out) * F.astype(jnp.float32)
+    if self.logvar_channels:  # Created (and computed) whenever configured, so init makes it.
+      features = edm2unet.MPFourier(self.logvar_channels, name='logvar_fourier')(c_noise)
+      logvar = edm2unet.MPConv(1, 0, name='logvar_linear')(features).reshape(-1, 1, 1, 1)
+      if return_logvar:
+        return denoised, logvar
+    elif return_logvar:
+      raise UserError('Precond: return_logvar needs logvar_channels > 0 (EDM2\'s uncertainty)')
+    return denoised

@@ -16,6 +16,11 @@ and differ in p_train and λ:
   vp    σ = σ_VP(t) = √(exp(½ β_d t² + β_min t) − 1), t ~ U(ε_t, 1] (Song et al.'s VP SDE,
         β_d 19.9, β_min 0.1, ε_t 1e-5); λ(σ) = 1/σ².
   ve    σ = σ_min · (σ_max/σ_min)^u, u ~ U[0, 1): log-uniform on [0.02, 100); λ(σ) = 1/σ².
+  edm2  EDM2 (Karras et al. 2024, NVlabs `edm2` `training/training_loop.py` EDM2Loss): EDM's
+        p_train and λ, divided by e^u(σ) of a learned uncertainty u and plus u (Eq. 21):
+        λ/e^u · (D − y)² + u. Minimising over u makes e^u the expected weighted loss at σ, so
+        every noise level contributes about equally to the gradient. The denoiser returns
+        (D, u) (precond.Precond with logvar_channels > 0).
 
 The network enters as a closure `denoise(noisy, sigma, labels, augment_labels) → D` (noisy
 [N, H, W, C], sigma [N, 1, 1, 1], labels [N, label_dim] or None, augment_labels [N, augment_dim]
@@ -136,6 +141,25 @@ def ve_loss(denoise, images, labels, key, *, sigma_min=0.02, sigma_max=100, augm
                         augment)
 
 
+def edm2_loss(denoise, images, labels, key, *, P_mean=-0.4, P_std=1.0,  # noqa: N803
+              sigma_data=0.5, augment=None):
+  """EDM2's loss: EDM's σ and λ with the learned uncertainty u(σ) (`denoise` returns (D, u),
+  u [N, 1, 1, 1]): λ/e^u · (D − y)² + u per element [N, H, W, C]."""
+  sigma_key, key = jax.random.split(key)
+  sigma = edm_sigma(sigma_key, images.shape[0], P_mean, P_std)
+  logvar = []
+
+  def keep_logvar(*args):
+    d, u = denoise(*args)
+    logvar.append(u)
+    return d
+
+  weighted = denoising_loss(keep_logvar, images, labels, sigma, edm_weight(sigma, sigma_data),
+                            key, augment)
+  u = jnp.asarray(logvar[0], jnp.float32)
+  return weighted / jnp.exp(u) + u
+
+
 def reduce_loss(per_element):
   """The scalar the official optimiser differentiates: Σ over pixels and channels, mean over
   images (loss.sum() / batch_size). [N, ...] → scalar float32."""
@@ -144,7 +168,9 @@ def reduce_loss(per_element):
 
 
 # `train.py --precond=NAME`'s loss, with its hyper-parameters as keyword arguments.
-LOSSES = {'edm': edm_loss, 'vp': vp_loss, 've': ve_loss}
+LOSSES = {'edm': edm_loss, 'vp': vp_loss, 've': ve_loss, 'edm2': edm2_loss}
+# Losses whose denoiser returns (D, u(σ)): precond.Precond(logvar_channels > 0, return_logvar).
+LEARNED_UNCERTAINTY = ('edm2',)
 
 
 def make_loss(name, **kwargs):

@@ -1,15 +1,20 @@
 """Diffusion recipe (EDM, Karras et al. 2022): train state, the jitted update, sampling.
 
-One training step is EDM's `training/training_loop.py` iteration on one minibatch:
+One training step is EDM's `training/training_loop.py` iteration on one minibatch (EDM2's,
+with `model.arch='edm2'`: its magnitude-preserving U-Net, jaxgen/models/edm2unet.py):
 
+  0. EDM2's forced weight normalisation: every `mp_weight` re-normalised to unit RMS per output
+     channel, as the official forward pass does in training mode (SongUNet has none);
   1. images → [-1, 1]; with `augment.p` > 0 EDM's non-leaking augmentation, whose labels the
      network sees (jaxgen/augment/edm.py);
   2. the loss of `objective.name` (jaxgen/objectives/diffusion.py): a noise level σ per image,
-     n ~ N(0, σ²), loss λ(σ)·‖D(y + n; σ) − y‖², summed over pixels and averaged over images;
+     n ~ N(0, σ²), loss λ(σ)·‖D(y + n; σ) − y‖², summed over pixels and averaged over images
+     ('edm2': divided by e^u(σ) of the learned uncertainty, plus u);
   3. NaN/Inf gradient entries replaced (0, ±1e5) as the official loop does, then Adam with the
      learning rate ramped linearly over `optimizer.lr_rampup_kimg` and, with
      `optimizer.lr_cooldown` > 0 (not in EDM, whose lr stays constant), decayed linearly to 0
-     over that last fraction of `train.num_steps`;
+     over that last fraction of `train.num_steps`; with `optimizer.lr_decay_kimg` > 0, EDM2's
+     lr/√(images/decay) once past it;
   4. the EMA of the weights, half-life `train.ema_kimg` with ramp-up `train.ema_rampup`.
 
 Sampling (`generate`) runs a sampler of jaxgen/samplers/diffusion.py on the EMA denoiser, one
@@ -30,6 +35,7 @@ import optax
 from jaxgen.augment import edm as edm_augment
 from jaxgen import recipes
 from jaxgen.errors import UserError
+from jaxgen.models import edm2unet
 from jaxgen.models import precond as precond_lib
 from jaxgen.models import songunet
 from jaxgen.objectives import diffusion as objective
@@ -37,6 +43,7 @@ from jaxgen.objectives import stylegan2 as gan_objective
 from jaxgen.samplers import diffusion as samplers
 
 PRECONDS = ('edm', 'vp', 've')
+ARCHS = ('songunet', 'edm2')  # jaxgen/models/songunet.py (EDM), jaxgen/models/edm2unet.py
 
 
 @flax.struct.dataclass
@@ -67,12 +74,27 @@ class Diffusion:
     if obj.name not in objective.LOSSES:
       raise UserError(f'objective.name={obj.name!r} is not a diffusion loss: choose one of '
                       f'{", ".join(sorted(objective.LOSSES))}')
+    arch = m.get('arch', 'songunet')  # Runs saved before EDM2 existed: SongUNet.
+    if arch not in ARCHS:
+      raise UserError(f'model.arch={arch!r} is not a diffusion network: choose one of '
+                      f'{", ".join(ARCHS)}')
     try:
-      songunet.check_architecture(res, tuple(m.channel_mult), tuple(m.attn_resolutions),
-                                  m.embedding_type, m.encoder_type, m.decoder_type)
+      if arch == 'songunet':
+        songunet.check_architecture(res, tuple(m.channel_mult), tuple(m.attn_resolutions),
+                                    m.embedding_type, m.encoder_type, m.decoder_type)
+      else:
+        edm2unet.check_architecture(res, tuple(m.channel_mult), tuple(m.attn_resolutions))
     except UserError as e:  # Name the config keys.
       raise UserError(f'data.resolution={res}, model.channel_mult={tuple(m.channel_mult)}, '
                       f'model.attn_resolutions={tuple(m.attn_resolutions)}: {e}') from None
+    self.learned_uncertainty = obj.name in objective.LEARNED_UNCERTAINTY
+    logvar_channels = m.get('logvar_channels', 0) if self.learned_uncertainty else 0
+    if self.learned_uncertainty and logvar_channels < 1:
+      raise UserError(f'objective.name={obj.name!r} learns the loss\'s uncertainty u(σ): set '
+                      f'model.logvar_channels > 0 (EDM2: 128), not {logvar_channels}')
+    if arch == 'edm2' and config.augment.p > 0:
+      raise UserError(f'model.arch=\'edm2\' takes no augmentation labels: set augment.p=0 '
+                      f'(not {config.augment.p}) or use model.arch=\'songunet\'')
     self.conditional = config.data.use_labels
     self.num_classes = recipes.class_count(config, num_classes)
     if not 0 <= m.dropout < 1 or not 0 <= m.label_dropout < 1:
@@ -89,22 +111,29 @@ class Diffusion:
     # translation), each transform with probability p; its 9 labels condition the network.
     self.augment_pipe = dataclasses.replace(edm_augment.CIFAR10_PIPE, p=self.augment_p)
     self.augment_dim = self.augment_pipe.label_dim if self.augment_p > 0 else 0
+    net_kwargs = dict(
+        img_resolution=res, in_channels=config.data.channels, out_channels=config.data.channels,
+        label_dim=self.num_classes, augment_dim=self.augment_dim,
+        model_channels=m.model_channels, channel_mult=tuple(m.channel_mult),
+        channel_mult_emb=m.channel_mult_emb, num_blocks=m.num_blocks,
+        attn_resolutions=tuple(m.attn_resolutions), dropout=m.dropout,
+        label_dropout=m.label_dropout, resample_filter=tuple(m.resample_filter),
+        dtype=jnp.dtype(m.dtype))
+    if arch == 'songunet':
+      model = songunet.SongUNet(
+          **net_kwargs, embedding_type=m.embedding_type,
+          channel_mult_noise=m.channel_mult_noise, encoder_type=m.encoder_type,
+          decoder_type=m.decoder_type)
+    else:  # EDM2's widths: noise embedding as the first level, embedding as the widest.
+      net_kwargs['channel_mult_emb'] = None
+      model = edm2unet.EDM2UNet(**net_kwargs)
     self.net = precond_lib.Precond(
         kind=m.precond, sigma_data=m.sigma_data, label_dim=self.num_classes,
         beta_d=obj.vp_beta_d, beta_min=obj.vp_beta_min, epsilon_t=obj.vp_epsilon_t,
-        model=songunet.SongUNet(
-            img_resolution=res, in_channels=config.data.channels,
-            out_channels=config.data.channels, label_dim=self.num_classes,
-            augment_dim=self.augment_dim,
-            model_channels=m.model_channels, channel_mult=tuple(m.channel_mult),
-            channel_mult_emb=m.channel_mult_emb, num_blocks=m.num_blocks,
-            attn_resolutions=tuple(m.attn_resolutions), dropout=m.dropout,
-            label_dropout=m.label_dropout, embedding_type=m.embedding_type,
-            channel_mult_noise=m.channel_mult_noise, encoder_type=m.encoder_type,
-            decoder_type=m.decoder_type, resample_filter=tuple(m.resample_filter),
-            dtype=jnp.dtype(m.dtype)))
+        logvar_channels=logvar_channels, model=model)
     self.loss = objective.make_loss(obj.name, **{
         'edm': dict(P_mean=obj.P_mean, P_std=obj.P_std, sigma_data=m.sigma_data),
+        'edm2': dict(P_mean=obj.P_mean, P_std=obj.P_std, sigma_data=m.sigma_data),
         'vp': dict(beta_d=obj.vp_beta_d, beta_min=obj.vp_beta_min, epsilon_t=obj.vp_epsilon_t),
         've': dict(sigma_min=obj.ve_sigma_min, sigma_max=obj.ve_sigma_max)}[obj.name])
     o = config.optimizer
@@ -116,11 +145,19 @@ class Diffusion:
                       'give a value in [0, 1] (0 = constant, as EDM)')
     num_steps = config.train.num_steps
     cooldown_steps = cooldown * num_steps
+    decay_images = o.get('lr_decay_kimg', 0.0) * 1000
+    if decay_images < 0:
+      raise UserError(f'optimizer.lr_decay_kimg={o.lr_decay_kimg} is negative: EDM2\'s '
+                      'inverse-square-root decay starts after this many kimg (0 = none)')
 
     def learning_rate(count):  # count: updates so far; EDM ramps on the images shown so far.
-      ramp = jnp.minimum(count * batch / max(rampup_images, 1e-8), 1.0)
+      images = count * batch
+      ramp = jnp.minimum(images / max(rampup_images, 1e-8), 1.0)
+      # EDM2: lr / √(images / decay_images) once past decay_images (its ref_batches · batch).
+      decay = (jax.lax.rsqrt(jnp.maximum(images / decay_images, 1.0)) if decay_images
+               else 1.0)
       # Linear to 0 over the last lr_cooldown of the run.
-      return o.lr * ramp * recipes.linear_decay(count, num_steps, cooldown_steps)
+      return o.lr * ramp * decay * recipes.linear_decay(count, num_steps, cooldown_steps)
 
     self.tx = optax.adam(learning_rate, o.b1, o.b2, eps=o.eps)
     self.learning_rate = learning_rate
@@ -183,11 +220,12 @@ class Diffusion:
     return jax.nn.one_hot(labels, self.num_classes) if self.num_classes else None
 
   def denoise(self, params, buffers, x, sigma, labels=None, augment_labels=None, train=False,
-              rng=None):
-    """D(x; σ) [N, R, R, C] float32; labels one-hot [N, K] or None (zeros: unconditional)."""
+              rng=None, return_logvar=False):
+    """D(x; σ) [N, R, R, C] float32; labels one-hot [N, K] or None (zeros: unconditional);
+    with `return_logvar`, (D, u(σ)) of EDM2's learned uncertainty."""
     rngs = {'dropout': rng} if train else None
     return self.net.apply({'params': params, songunet.BUFFERS: buffers}, x, sigma, labels,
-                          augment_labels, train=train, rngs=rngs)
+                          augment_labels, train=train, rngs=rngs, return_logvar=return_logvar)
 
   def train_step(self, state, batch, variant=()):
     """One Adam update on the loss and the EMA. batch: {'image': uint8 [B,R,R,C], 'label'}."""
@@ -196,21 +234,25 @@ class Diffusion:
     images = batch['image'].astype(jnp.float32) / 127.5 - 1.0
     labels = self._one_hot(batch['label'])
     augment = self.augment_pipe if self.augment_p > 0 else None
+    # EDM2's forced weight normalisation: its weights are re-normalised before every step, as
+    # the official forward pass does in training mode (a no-op for SongUNet's weights).
+    params0 = edm2unet.force_weight_norm(state.params)
 
     def loss_fn(params):
       def denoise(x, sigma, labels, augment_labels):
         return self.denoise(params, state.buffers, x, sigma.reshape(-1), labels,
-                            augment_labels, train=True, rng=dropout_key)
+                            augment_labels, train=True, rng=dropout_key,
+                            return_logvar=self.learned_uncertainty)
 
       per_element = self.loss(denoise, images, labels, loss_key, augment=augment)
       return objective.reduce_loss(per_element), jnp.mean(per_element)
 
     with jax.named_scope('loss'):
-      (_, mean_loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+      (_, mean_loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(params0)
     # As the official loop: a NaN/Inf gradient entry does not poison the weights.
     grads = jax.tree.map(lambda g: jnp.nan_to_num(g, nan=0.0, posinf=1e5, neginf=-1e5), grads)
-    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
+    updates, opt_state = self.tx.update(grads, state.opt_state, params0)
+    params = optax.apply_updates(params0, updates)
     shown = state.step.astype(jnp.float32) * self.batch_size  # Images before this step.
     beta = gan_objective.ema_beta(self.batch_size, self.ema_kimg, self.ema_rampup, shown)
     with jax.named_scope('EMA'):
