@@ -93,18 +93,18 @@ U-Net of channel_mult (1, 2, 2)):
   straighter stripes) and a 128-channel embedding (`model.channel_mult_emb=8`, 212 k
   parameters, 9.3 minutes, SWD 43.6 / 39.7) — squares as round as before.
 - 2026-12-03, later, on this default (a 2-core machine that ran its cost in 9.5 minutes), for
-  the squares: squares shown twice as often (a sixth of the data each for the others; 9.5
-  minutes, SWD 36.6 / 36.6) — squares round, crosses worse; 24 channels at both levels
-  (`model_channels=24, channel_mult=(1, 1)`, 172 k parameters, 11.6 minutes, SWD 43.8 / 38.0) —
-  squares round, labyrinth stripes; classifier-free guidance 8 or 15 within σ in (0.3, 3] —
-  the disc and square rows stay identical; autoguidance (Karras et al. 2024: D_bad + w·(D −
-  D_bad) with this net after 2,500 steps as D_bad, w 2–4; sampling only, not in jaxgen) —
-  straighter stripes and cleaner rings, squares round. EDM2's magnitude-preserving U-Net
-  (`--config.model.arch=edm2 --config.objective.name=edm2 --config.optimizer.b2=0.99`, 165 k
-  parameters, ~1.2× the images/s): lr 0.003 noise (SWD 85.1), 0.01 (7.8 minutes, SWD 61.9 /
-  53.5) blurry stripes and fragmented crosses, 0.03 (SWD 62.0 / 54.1) a cross in nearly every
-  cross sample, clean rings, low-contrast stripe bands, round squares (README), 0.06 the same
-  (55.3).
+  the squares: squares a third of the data instead of a fifth (9.5 minutes, SWD 36.6 / 36.6) —
+  squares round, crosses worse; 24 channels at both levels (`model_channels=24,
+  channel_mult=(1, 1)`, 172 k parameters, 11.6 minutes, SWD 43.8 / 38.0) — squares round,
+  labyrinth stripes; classifier-free guidance 8 or 15 within σ in (0.3, 3] — the disc and
+  square rows stay identical; autoguidance (Karras et al. 2024: D_bad + w·(D − D_bad) with this
+  net after 2,500 steps as D_bad, w 2–4; sampling only, not in jaxgen) — straighter stripes and
+  cleaner rings, squares round. EDM2's magnitude-preserving U-Net (`--config.model.arch=edm2
+  --config.objective.name=edm2 --config.optimizer.b2=0.99`, 165 k parameters, 1.29× the
+  training images/s in `jaxgen.bench`): lr 0.003 noise (SWD 85.1); 0.01 (7.8 minutes, SWD
+  61.9 / 53.5) blurry stripes and fragmented crosses; 0.03 (7.8 minutes, SWD 62.0 / 54.1) a
+  cross in nearly every cross sample, clean rings, low-contrast stripe bands, round squares
+  (README); 0.06 the same (55.3).
 - The previous default (disc, square, stripes, cross; the plain two-level DDPM++; 6,000 steps):
   4.7 minutes, 751 images/s, SWD 39.4 / 35.4 — clean discs, crosses, half the stripe samples as
   bands, round squares, and no rings in its data.

@@ -132,8 +132,8 @@ def test_denoiser_and_uncertainty_match_official(name):
   assert_close_per_image(denoised, fixture()[f'{name}/D'], 1e-5)
   np.testing.assert_allclose(logvar, fixture()[f'{name}/logvar'], rtol=1e-5, atol=1e-6)
   if labels is not None:  # No labels: the zero vector, as the official Precond.
-    assert_close_per_image(apply_fn(net)(variables, x, sigma, None), fixture()[f'{name}/D_nolabels'],
-                           1e-5)
+    assert_close_per_image(apply_fn(net)(variables, x, sigma, None),
+                           fixture()[f'{name}/D_nolabels'], 1e-5)
 
 
 @pytest.mark.parametrize('name', VARIANTS)
