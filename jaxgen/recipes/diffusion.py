@@ -124,8 +124,7 @@ class Diffusion:
           **net_kwargs, embedding_type=m.embedding_type,
           channel_mult_noise=m.channel_mult_noise, encoder_type=m.encoder_type,
           decoder_type=m.decoder_type)
-    else:  # EDM2's widths: noise embedding as the first level, embedding as the widest.
-      net_kwargs['channel_mult_emb'] = None
+    else:  # The noise embedding as wide as the first level, as EDM2's default.
       model = edm2unet.EDM2UNet(**net_kwargs)
     self.net = precond_lib.Precond(
         kind=m.precond, sigma_data=m.sigma_data, label_dim=self.num_classes,
