@@ -215,7 +215,7 @@ def test_label_dropout_zeroes_whole_label_vectors_when_training():
 
 @pytest.mark.parametrize('args, message', [
     ((20, (1, 2, 2, 2), ()), 'multiple of 8'),
-    ((32, (1, 2), (4,)), r'attention resolutions \[4\] .* \[32, 16\]'),
+    ((32, (1, 2), (4,)), r'EDM2UNet: attention resolution\(s\) \[4\] .* \[32, 16\]'),
     ((32, (), ()), 'channel_mult is empty'),
 ])
 def test_check_architecture_refuses(args, message):

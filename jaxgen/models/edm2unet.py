@@ -42,8 +42,8 @@ import numpy as np
 from jax import lax
 
 from jaxgen.errors import UserError
-from jaxgen.models.songunet import (BUFFERS, downsample_2x, resample_kernel, resolutions,
-                                    upsample_2x)
+from jaxgen.models.songunet import (BUFFERS, check_levels, downsample_2x, matmul_precision,
+                                    resample_kernel, self_attention, upsample_2x)
 
 MP_WEIGHT = 'mp_weight'  # Name of every weight that forced weight normalisation acts on.
 SILU_GAIN = 0.596  # E[silu(x)²]^½ for x ~ N(0, 1): mp_silu's divisor.
@@ -83,10 +83,6 @@ def mp_cat(a, b, t=0.5):
                          axis=-1)
 
 
-def _precision(dtype):
-  return lax.Precision.HIGHEST if jnp.dtype(dtype) == jnp.float32 else lax.Precision.DEFAULT
-
-
 class MPFourier(nn.Module):
   """Magnitude-preserving Fourier features of x [N]: √2·cos(x·f + φ), f = 2π·N(0, 1)·bandwidth,
   φ = 2π·U[0, 1), drawn at initialisation and never trained (collection 'buffers'); [N, C]."""
@@ -120,26 +116,21 @@ class MPConv(nn.Module):
     w = w.astype(self.dtype)
     x = x.astype(self.dtype)
     if not self.kernel:
-      return jnp.dot(x, w, precision=_precision(self.dtype))
+      return jnp.dot(x, w, precision=matmul_precision(self.dtype))
     pad = self.kernel // 2
     return lax.conv_general_dilated(x, w, (1, 1), [(pad, pad)] * 2,
                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-                                    precision=_precision(self.dtype))
+                                    precision=matmul_precision(self.dtype))
 
 
 def _attention(qkv, num_heads):
   """Cosine self-attention: qkv [N, H, W, 3C] with the official channel order [head, c, (q, k,
-  v)]; q, k, v pixel-normalised over each head's c channels; → [N, H, W, C]."""
+  v)]; q, k, v pixel-normalised over each head's c channels, then SongUNet's attention (the same
+  layout and softmax(qᵀk / √c) v); → [N, H, W, C]."""
   n, h, w, c3 = qkv.shape
   per_head = c3 // (3 * num_heads)
-  qkv = normalize(qkv.reshape(n, h * w, num_heads, per_head, 3), axis=3)
-  q, k, v = qkv[..., 0], qkv[..., 1], qkv[..., 2]
-  precision = _precision(qkv.dtype)
-  logits = jnp.einsum('nqhc,nkhc->nhqk', q, k / math.sqrt(per_head), precision=precision,
-                      preferred_element_type=jnp.float32)
-  weights = jax.nn.softmax(logits, axis=-1).astype(qkv.dtype)
-  out = jnp.einsum('nhqk,nkhc->nqhc', weights, v, precision=precision)
-  return out.reshape(n, h, w, num_heads * per_head)
+  qkv = normalize(qkv.reshape(n, h, w, num_heads, per_head, 3), axis=4)
+  return self_attention(qkv.reshape(n, h, w, c3), num_heads)
 
 
 class Block(nn.Module):
@@ -197,17 +188,9 @@ class Block(nn.Module):
 
 
 def check_architecture(img_resolution, channel_mult, attn_resolutions):
-  """UserError unless the resolution halves cleanly through every level and the attention
-  resolutions are among the network's."""
-  if not channel_mult:
-    raise UserError('channel_mult is empty: give one multiplier per resolution, e.g. (1, 2)')
-  if img_resolution % (1 << (len(channel_mult) - 1)):
-    raise UserError(f'resolution {img_resolution} does not halve {len(channel_mult) - 1} times: '
-                    f'use a multiple of {1 << (len(channel_mult) - 1)} or fewer levels')
-  levels = resolutions(img_resolution, channel_mult)
-  bad = sorted(set(attn_resolutions) - set(levels))
-  if bad:
-    raise UserError(f'attention resolutions {bad} are not among the network\'s {list(levels)}')
+  """UserError (one line) unless the resolution halves cleanly through every level and the
+  attention resolutions are among the network's (SongUNet's checks of the same)."""
+  check_levels(img_resolution, channel_mult, attn_resolutions, network='EDM2UNet')
 
 
 class EDM2UNet(nn.Module):

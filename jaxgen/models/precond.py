@@ -151,11 +151,12 @@ class Precond(nn.Module):
     F = self.model((per_image(c_in) * x).astype(self.model.dtype), c_noise, class_labels,
                    augment_labels, train=train)
     denoised = per_image(c_skip) * x + per_image(c_out) * F.astype(jnp.float32)
-    if self.logvar_channels:  # Created (and computed) whenever configured, so init makes it.
+    if return_logvar and not self.logvar_channels:
+      raise UserError('Precond: return_logvar needs logvar_channels > 0 (EDM2\'s uncertainty)')
+    # Computed when asked for, and at init so that its weights exist (sampling never asks).
+    if self.logvar_channels and (return_logvar or self.is_initializing()):
       features = edm2unet.MPFourier(self.logvar_channels, name='logvar_fourier')(c_noise)
       logvar = edm2unet.MPConv(1, 0, name='logvar_linear')(features).reshape(-1, 1, 1, 1)
       if return_logvar:
         return denoised, logvar
-    elif return_logvar:
-      raise UserError('Precond: return_logvar needs logvar_channels > 0 (EDM2\'s uncertainty)')
     return denoised

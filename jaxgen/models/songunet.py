@@ -103,7 +103,7 @@ XAVIER_ZERO = Init('xavier_uniform', 1e-5)
 XAVIER_ATTN = Init('xavier_uniform', math.sqrt(0.2))
 
 
-def _precision(dtype):
+def matmul_precision(dtype):
   """float32 means float32: EDM trains with TF32 disabled, so full precision on GPUs too."""
   return lax.Precision.HIGHEST if jnp.dtype(dtype) == jnp.float32 else lax.Precision.DEFAULT
 
@@ -128,7 +128,7 @@ class Linear(nn.Module):
     weight = self.param('weight', _initializer(self.init_mode, fan_in, fan_out, self.init_weight),
                         (fan_in, fan_out))
     x = jnp.matmul(x.astype(self.dtype), weight.astype(self.dtype),
-                   precision=_precision(self.dtype))
+                   precision=matmul_precision(self.dtype))
     if self.use_bias:
       bias = self.param('bias', _initializer(self.init_mode, fan_in, fan_out, self.init_bias),
                         (fan_out,))
@@ -156,7 +156,7 @@ def _depthwise(x, kernel2d, stride=1, padding=0, dilate=1):
   y = lax.conv_general_dilated(
       planes, kernel, window_strides=(stride, stride), padding=[(padding, padding)] * 2,
       lhs_dilation=(dilate, dilate), dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-      precision=_precision(x.dtype))
+      precision=matmul_precision(x.dtype))
   return jnp.transpose(y.reshape(n, c, y.shape[1], y.shape[2]), (0, 2, 3, 1))
 
 
@@ -230,7 +230,7 @@ class Conv2d(nn.Module):
     def conv(x, padding):
       return lax.conv_general_dilated(x, w, (1, 1), [(padding, padding)] * 2,
                                       dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-                                      precision=_precision(self.dtype))
+                                      precision=matmul_precision(self.dtype))
 
     if self.fused_resample and self.up and w is not None:
       x = upsample_2x(x, f, padding=max(f_pad - w_pad, 0))
@@ -299,7 +299,7 @@ def self_attention(qkv, num_heads):
   per_head = c3 // (3 * num_heads)
   qkv = qkv.reshape(n, h * w, num_heads, per_head, 3)
   q, k, v = qkv[..., 0], qkv[..., 1], qkv[..., 2]
-  precision = _precision(qkv.dtype)
+  precision = matmul_precision(qkv.dtype)
   logits = jnp.einsum('nqhc,nkhc->nhqk', q, k / math.sqrt(per_head),
                       precision=precision, preferred_element_type=jnp.float32)
   weights = jax.nn.softmax(logits, axis=-1).astype(qkv.dtype)
@@ -411,30 +411,34 @@ def resolutions(img_resolution, channel_mult):
   return tuple(img_resolution >> level for level in range(len(channel_mult)))
 
 
-def check_architecture(img_resolution, channel_mult, attn_resolutions,
-                       embedding_type='positional', encoder_type='standard',
-                       decoder_type='standard'):
-  """Raises UserError (one line) for a SongUNet the official code cannot build or run.
-
-  The encoder halves the resolution len(channel_mult) − 1 times and the decoder doubles it back
-  and concatenates the encoder's activations, so img_resolution must be divisible by
-  2^(len(channel_mult) − 1) (an odd size would come back one pixel short). The official code
-  silently ignores an attention resolution the network does not have; here it is an error.
-  """
+def check_levels(img_resolution, channel_mult, attn_resolutions, network='SongUNet'):
+  """Raises UserError (one line, naming `network`) unless the U-Net's levels work: img_resolution
+  divisible by 2^(len(channel_mult) − 1) (the encoder halves it that often and the decoder
+  doubles it back and concatenates the encoder's activations, so an odd size would come back one
+  pixel short) and every attention resolution among the network's. The official code silently
+  ignores an attention resolution the network does not have; here it is an error."""
   if not channel_mult:
-    raise UserError('SongUNet: channel_mult is empty; give one multiplier per resolution, '
+    raise UserError(f'{network}: channel_mult is empty; give one multiplier per resolution, '
                     'e.g. (1, 2, 2, 2)')
   levels = len(channel_mult)
   if not (isinstance(img_resolution, (int, np.integer)) and img_resolution >= 1
           and img_resolution % 2 ** (levels - 1) == 0):
-    raise UserError(f'SongUNet: image resolution {img_resolution} cannot be halved '
+    raise UserError(f'{network}: image resolution {img_resolution} cannot be halved '
                     f'{levels - 1} times (len(channel_mult)={levels}); it must be a multiple of '
                     f'{2 ** (levels - 1)}, or use fewer channel_mult entries')
   have = resolutions(img_resolution, channel_mult)
   missing = [r for r in attn_resolutions if r not in have]
   if missing:
-    raise UserError(f'SongUNet: attention resolution(s) {missing} not in the network, whose '
+    raise UserError(f'{network}: attention resolution(s) {missing} not in the network, whose '
                     f'resolutions are {list(have)}; choose attn_resolutions among them')
+
+
+def check_architecture(img_resolution, channel_mult, attn_resolutions,
+                       embedding_type='positional', encoder_type='standard',
+                       decoder_type='standard'):
+  """Raises UserError (one line) for a SongUNet the official code cannot build or run: its
+  levels (`check_levels`) and its embedding, encoder and decoder types."""
+  check_levels(img_resolution, channel_mult, attn_resolutions)
   for name, value, allowed in (('embedding_type', embedding_type, EMBEDDING_TYPES),
                                ('encoder_type', encoder_type, ENCODER_TYPES),
                                ('decoder_type', decoder_type, DECODER_TYPES)):

@@ -104,6 +104,13 @@ def denoising_loss(denoise, images, labels, sigma, weight, key, augment=None):
   Returns:
     float32 [N, H, W, C]; `reduce_loss` gives what the official optimiser sees.
   """
+  d, y = _denoise_noisy(denoise, images, labels, sigma, key, augment)
+  return weight * jnp.square(jnp.asarray(d, jnp.float32) - y)
+
+
+def _denoise_noisy(denoise, images, labels, sigma, key, augment):
+  """(whatever `denoise` returns for y + n, y): the augmented clean images y (float32) and the
+  denoiser's output on them with noise n ~ N(0, σ²) added; the draws of `denoising_loss`."""
   augment_key, noise_key = jax.random.split(key)
   if augment is not None:
     y, augment_labels = augment(images, augment_key)
@@ -111,8 +118,7 @@ def denoising_loss(denoise, images, labels, sigma, weight, key, augment=None):
     y, augment_labels = images, None
   y = jnp.asarray(y, jnp.float32)
   n = jax.random.normal(noise_key, y.shape, jnp.float32) * sigma
-  d = jnp.asarray(denoise(y + n, sigma, labels, augment_labels), jnp.float32)
-  return weight * jnp.square(d - y)
+  return denoise(y + n, sigma, labels, augment_labels), y
 
 
 def edm_loss(denoise, images, labels, key, *, P_mean=-1.2, P_std=1.2,  # noqa: N803
@@ -147,17 +153,9 @@ def edm2_loss(denoise, images, labels, key, *, P_mean=-0.4, P_std=1.0,  # noqa: 
   u [N, 1, 1, 1]): λ/e^u · (D − y)² + u per element [N, H, W, C]."""
   sigma_key, key = jax.random.split(key)
   sigma = edm_sigma(sigma_key, images.shape[0], P_mean, P_std)
-  logvar = []
-
-  def keep_logvar(*args):
-    d, u = denoise(*args)
-    logvar.append(u)
-    return d
-
-  weighted = denoising_loss(keep_logvar, images, labels, sigma, edm_weight(sigma, sigma_data),
-                            key, augment)
-  u = jnp.asarray(logvar[0], jnp.float32)
-  return weighted / jnp.exp(u) + u
+  (d, u), y = _denoise_noisy(denoise, images, labels, sigma, key, augment)
+  d, u = jnp.asarray(d, jnp.float32), jnp.asarray(u, jnp.float32)
+  return edm_weight(sigma, sigma_data) / jnp.exp(u) * jnp.square(d - y) + u
 
 
 def reduce_loss(per_element):
