@@ -143,8 +143,11 @@ Presets (`--config=configs/diffusion.py:NAME`); data through `--config.data.sour
            (0.9, 0.99) at lr 0.01 with a 10 Mimg ramp-up and lr/√t decay after 35,000 batches of
            2048, 1 Gimg, bf16; 280,209,381 parameters with 1000 classes, as the official Precond.
            FID 1.58 in the paper's release (EMA σ_rel 0.075, 32 Heun steps = 63 evaluations,
-           no guidance). Not the same EMA: EDM2's power-function EMA is approximated by EDM's
-           with a half-life of 5 % of the images so far; post-hoc EMA is not implemented.
+           no guidance): EDM2's power-function EMAs of σ_rel 0.05 and 0.10 are snapshotted
+           every 8 Mi images (`train.ema_std`, `train.ema_snapshot_kimg`), and `python -m
+           jaxgen.phema --workdir=RUN --std=0.075` reconstructs that EMA post hoc. Evaluations
+           during training (EDM2 has none) sample EDM's EMA with a half-life of 5 % of the
+           images so far.
            Point data.source at ImageNet's train folder (one sub-folder per class).
   bench    the benchmark of `python -m jaxgen.bench` (`cifar10` on the embedded data at 32×32,
            bf16 compute): training images/s and sampling images/s at 35 evaluations.
@@ -247,6 +250,11 @@ def get_config(preset=''):
   config.train.num_steps = 10000  # 320 kimg.
   config.train.ema_kimg = 1.0  # EMA half-life (thousands of images); EDM: 500.
   config.train.ema_rampup = 0.05  # Half-life ≤ 5 % of the images shown so far; 0 = none.
+  # EDM2's power-function EMAs (jaxgen/posthoc_ema.py), each σ_rel in (0, 0.2887); () = none.
+  # Snapshots of them every ema_snapshot_kimg (0 = none) go to WORKDIR/snapshots/, from which
+  # `python -m jaxgen.phema --workdir=RUN --std=S` reconstructs the EMA of any σ_rel post hoc.
+  config.train.ema_std = ()
+  config.train.ema_snapshot_kimg = 0.0
 
   # Sampling: what evaluations, sample grids and `jaxgen.generate` use (its flags override).
   config.sampling = ml_collections.ConfigDict()
@@ -375,8 +383,12 @@ def _edm2_img64(config):
   config.optimizer.lr_cooldown = 0.0
   config.train.batch_size = 2048
   config.train.num_steps = (1024 << 20) // 2048  # 1 Gimg (2³⁰ images).
-  # EDM2 keeps a power-function EMA (σ_rel 0.05–0.10) and reconstructs others post hoc; this is
-  # EDM's EMA with a half-life of 5 % of the images so far, the nearest exponential one.
+  # EDM2's power-function EMAs, snapshotted every 8 Mi images, for post-hoc EMA: the released
+  # edm2-img64-s-fid is `python -m jaxgen.phema --workdir=RUN --std=0.075` at the last one.
+  config.train.ema_std = (0.050, 0.100)
+  config.train.ema_snapshot_kimg = (8 << 20) / 1000  # 4,096 batches.
+  # What evaluations during training sample (EDM2 has none): EDM's EMA with a half-life of 5 %
+  # of the images so far, the nearest exponential one to a power-function EMA.
   config.train.ema_kimg = (1024 << 20) / 1000
   config.train.ema_rampup = 0.05
   config.sampling.num_steps = 32  # 63 evaluations, as EDM2's generate_images.py at 64².

@@ -4,11 +4,13 @@
     python -m jaxgen.evaluate --workdir=/tmp/dcgan --metrics=fid10k --best --output=fid.json
     python -m jaxgen.evaluate --workdir=/tmp/diffusion --metrics=fid50k --steps=18
     python -m jaxgen.evaluate --workdir=/tmp/superres --metrics=psnr,ssim,psnr_y,ssim_y
+    python -m jaxgen.evaluate --network=/tmp/phema/phema-00000512-0.075.npz --metrics=fid50k
 
 Rebuilds the experiment from DIR/config.json, restores a checkpoint (the newest; `--step=N`;
 or `--best`, the best by the run's `checkpoint.best_metric`) and scores its EMA generator with
 the metrics of `jaxgen.evaluation` (`swd`, and the Inception metrics `fidNk`, `kidNk`, `isNk`,
-`prNkK`, `fidNk_full`: see `jaxgen/metrics/registry.py`) on the run's training data. Prints
+`prNkK`, `fidNk_full`: see `jaxgen/metrics/registry.py`) on the run's training data; `--network=FILE` scores an exported generator (`jaxgen.export`,
+`jaxgen.phema`) on the data its config names. Prints
 one `name: value` line per result (IS adds `_std`, precision/recall give `_precision` and
 `_recall`). Diffusion runs sample with their `config.sampling`; `--sampler`, `--steps`,
 `--guidance`, ... override it. Image-to-image runs are scored on their held-out pairs, each
@@ -37,8 +39,11 @@ from jaxgen.errors import UserError
 def parse_args(argv):
   parser = argparse.ArgumentParser(prog='python -m jaxgen.evaluate',
                                    description=__doc__.split('\n\n')[0])
-  parser.add_argument('--workdir', required=True,
-                      help='a jaxgen.main workdir (config.json and checkpoints/)')
+  source = parser.add_mutually_exclusive_group(required=True)
+  source.add_argument('--workdir', help='a jaxgen.main workdir (config.json and checkpoints/)')
+  source.add_argument('--network',
+                      help='a generator file (`jaxgen.export`; `jaxgen.phema`\'s post-hoc EMAs), '
+                      'scored on the data its config names')
   parser.add_argument('--metrics', required=True,
                       help='comma-separated, e.g. fid50k,kid50k,is50k,pr50k3 or swd')
   add_checkpoint_choice(parser, 'score')
@@ -58,6 +63,8 @@ def parse_args(argv):
   for flag, field, kind in SAMPLING_OVERRIDES:
     sampling.add_argument(flag, type=kind, default=None, help=f'config.sampling.{field}')
   args = parser.parse_args(argv)
+  if args.network and (args.step is not None or args.best):
+    parser.error('--step and --best pick a checkpoint of a --workdir; a --network has one')
   if args.batch_size is not None and args.batch_size < 1:
     parser.error('--batch_size must be positive')
   return args
@@ -114,7 +121,8 @@ def run(args, inception=None):
   `inception`: an already loaded `fid.InceptionFeatures` (e.g. another precision); default:
   loaded from --weights and the usual lookup.
   """
-  config = trained.load_config(args.workdir)
+  config = (trained.load_config(args.workdir) if args.workdir else
+             trained.generator_config(args.network))
   metric_names(args.metrics)
   if args.output and not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
     raise UserError(f'--output={args.output}: its folder does not exist')
@@ -127,7 +135,10 @@ def run(args, inception=None):
   if args.weights:
     config.eval.inception_weights = args.weights
   mesh = parallel.create_mesh()
-  restored = trained.restore(args.workdir, args.step, args.best, mesh, config)
+  if args.network:
+    restored = trained.load_generator(args.network, config=config, need_data=True)
+  else:
+    restored = trained.restore(args.workdir, args.step, args.best, mesh, config)
   # The names a run's evaluator computes depend on its recipe: checked once it is built.
   task = restored.recipe.task
   names = parse_metrics(args.metrics, None if task is None else
@@ -136,8 +147,8 @@ def run(args, inception=None):
   if inception is None and task is None and any(n != 'swd' for n in names):
     inception = evaluation.load_inception(config, mesh, allow_download=not args.no_download)
   step = restored.step
-  logging.getLogger('jaxgen').info('Scoring step %d of %s with %s.', step, args.workdir,
-                                   ', '.join(names))
+  logging.getLogger('jaxgen').info('Scoring step %d of %s with %s.', step,
+                                   args.workdir or args.network, ', '.join(names))
   evaluator = evaluation.create_evaluator(config, restored.recipe, restored.eval_source, mesh,
                                           inception=inception)
   results = {k: float(v) for k, v in evaluator(restored.state).items()}
@@ -155,8 +166,9 @@ def main(argv=None):
     print(f'{name}: {value:.6g}')
   if args.output:
     with open(args.output, 'w') as f:
-      json.dump({'workdir': os.path.abspath(args.workdir), 'step': step,
-                 'results': results}, f, indent=2)
+      where = ({'workdir': os.path.abspath(args.workdir)} if args.workdir else
+               {'network': os.path.abspath(args.network)})
+      json.dump({**where, 'step': step, 'results': results}, f, indent=2)
       f.write('\n')
   return 0
 

@@ -37,6 +37,7 @@ from jaxgen.recipes.translation import Translation
 
 RECIPES = {'dcgan': DCGAN, 'stylegan2': StyleGAN2, 'diffusion': Diffusion,
            'translation': Translation, 'cyclegan': CycleGAN, 'adain': AdaIN}
+SNAPSHOTS = 'snapshots'  # WORKDIR/snapshots/: what `recipe.snapshots` keeps (jaxgen.phema reads)
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,21 @@ class DivergenceCheck:
     raise RunFailed(f'training diverged at step {step}: {what}; nothing non-finite was saved '
                     f'({newest}); lower the learning rate (optimizer.*) and re-run with '
                     '--allow_config_change') from None
+
+
+def write_snapshots(recipe, state, step, config, workdir, is_chief):
+  """Writes the recipe's snapshots at `step` (`recipe.snapshots`; e.g. EDM2's power-function
+  EMAs) to WORKDIR/snapshots/<name>.npz in the export format, on the chief process; a repeated
+  step (a resumed run) rewrites the same file."""
+  snapshots = recipe.snapshots(state, step) if hasattr(recipe, 'snapshots') else {}
+  if not snapshots or not is_chief:
+    return
+  folder = os.path.join(workdir, SNAPSHOTS)
+  os.makedirs(folder, exist_ok=True)
+  for name, (fields, info) in snapshots.items():
+    trained.write_generator(os.path.join(folder, f'{name}.npz'), config, recipe, step, fields,
+                            info)
+  log.info('step %d: wrote snapshot(s) %s', step, ', '.join(snapshots))
 
 
 def prepare(config, workdir, allow_config_change=False):
@@ -282,6 +298,7 @@ def train_and_evaluate(config, workdir, allow_config_change=False):
         postfix['kimg'] = f'{metrics["progress/kimg"]:.1f}'
         bar.set_postfix(postfix, refresh=False)
         window_start, window_steps = time.time(), 0
+      write_snapshots(recipe, state, step, config, workdir, is_chief)
       saved = True
       if step % config.eval.every_steps == 0 or step == num_steps:
         evaluate_and_save(state, step)

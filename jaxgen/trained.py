@@ -4,6 +4,7 @@ Shared by the programs that use a training's results: `jaxgen.evaluate` and `jax
 Nothing here writes to the workdir.
 """
 
+import collections
 import dataclasses
 import json
 import os
@@ -113,21 +114,25 @@ def _flatten(tree, prefix):
   return {f'{prefix}/{k}': v for k, v in traverse_util.flatten_dict(tree, sep='/').items()}
 
 
-def export_generator(restored, path):
-  """Writes `restored`'s generator (the fields of its state that `recipe.generate` reads: the
-  EMA parameters and buffers or batch statistics) and its config to the .npz file `path`,
-  atomically (a temporary file renamed into place)."""
-  import jax  # pylint: disable=import-outside-toplevel
+def host_array(x):
+  """A (replicated) jax.Array or array-like as numpy, on any process of a multi-host run."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  if getattr(x, 'is_fully_addressable', True):
+    return np.asarray(x)
+  return np.asarray(x.addressable_data(0))  # The train state is replicated (parallel.py).
+
+
+def write_generator(path, config, recipe, step, fields, info=None):
+  """Writes generator `fields` ({field: pytree} over `recipe.generator_fields`) of `config`'s
+  run at `step` to the .npz file `path` in the export format, atomically (a temporary file
+  renamed into place). `info`: more JSON-able metadata (e.g. a snapshot's images and σ_rel)."""
   import numpy as np  # pylint: disable=import-outside-toplevel
 
   arrays = {}
-  for field in restored.recipe.generator_fields:
-    tree = jax.device_get(getattr(restored.state, field))
-    arrays.update({k: np.asarray(v) for k, v in _flatten(tree, field).items()})
-  meta = {'format': EXPORT_FORMAT, 'step': int(restored.step),
-          'num_classes': int(restored.recipe.num_classes),
-          'fields': list(restored.recipe.generator_fields),
-          'config': restored.config.to_dict()}
+  for field in recipe.generator_fields:
+    arrays.update({k: host_array(v) for k, v in _flatten(fields[field], field).items()})
+  meta = {'format': EXPORT_FORMAT, 'step': int(step), 'num_classes': int(recipe.num_classes),
+          'fields': list(recipe.generator_fields), 'config': config.to_dict(), **(info or {})}
   arrays[_META_KEY] = np.asarray(json.dumps(meta))
   tmp = f'{path}.tmp-{os.getpid()}.npz'
   try:
@@ -138,20 +143,22 @@ def export_generator(restored, path):
       os.remove(tmp)
 
 
-def load_generator(path):
-  """A generator exported by `export_generator` as a TrainedRun whose `state` holds only the
-  generator's fields. UserError when the file is missing, not an export, or does not fit the
-  networks its config builds."""
+def export_generator(restored, path):
+  """Writes `restored`'s generator (the fields of its state that `recipe.generate` reads: the
+  EMA parameters and buffers or batch statistics) and its config to the .npz file `path`."""
+  fields = {f: getattr(restored.state, f) for f in restored.recipe.generator_fields}
+  write_generator(path, restored.config, restored.recipe, restored.step, fields)
+
+
+def read_generator_file(path, flag='--network'):
+  """({array name: numpy array}, metadata) of a file written by `write_generator`, its arrays
+  checked finite. UserError (naming `flag`) when it is missing or not such a file."""
   import zipfile  # pylint: disable=import-outside-toplevel
 
-  import jax  # pylint: disable=import-outside-toplevel
-  import ml_collections  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
-  from flax import traverse_util  # pylint: disable=import-outside-toplevel
-  from jaxgen import train  # pylint: disable=import-outside-toplevel
 
   if not os.path.isfile(path):
-    raise UserError(f'--network={path} does not exist: export one with `python -m '
+    raise UserError(f'{flag}={path} does not exist: export one with `python -m '
                     'jaxgen.export --workdir=DIR --output=FILE.npz`')
   try:
     with np.load(path, allow_pickle=False) as f:
@@ -167,7 +174,35 @@ def load_generator(path):
     if np.issubdtype(value.dtype, np.inexact) and not np.isfinite(value).all():
       raise UserError(f'{path} holds non-finite values ({key}): it was exported from a run that '
                       'diverged; export a finite checkpoint with `python -m jaxgen.export --step`')
-  config = ml_collections.ConfigDict(meta['config'])
+  return arrays, meta
+
+
+def generator_config(path, flag='--network'):
+  """The config saved in a generator file (e.g. to edit its eval settings before
+  `load_generator(path, config=...)`)."""
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  return ml_collections.ConfigDict(read_generator_file(path, flag)[1]['config'])
+
+
+def load_generator(path, flag='--network', config=None, need_data=False):
+  """A generator exported by `export_generator` as a TrainedRun whose `state` holds only the
+  generator's fields (a pytree: it can be passed to jitted functions). `config`: the file's
+  config, already read and perhaps edited (default: as saved); `need_data`: also open the data
+  sources it names (to score it). UserError when the file is missing, not an export, or does
+  not fit the networks its config builds."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  from flax import traverse_util  # pylint: disable=import-outside-toplevel
+  from jaxgen import data, train  # pylint: disable=import-outside-toplevel
+
+  arrays, meta = read_generator_file(path, flag)
+  config = ml_collections.ConfigDict(meta['config']) if config is None else config
+  source = eval_source = None
+  if need_data:
+    source, eval_source = data.create_sources(config)
+    if source.num_classes != meta['num_classes'] and config.data.use_labels:
+      raise UserError(f'{path} was trained on {meta["num_classes"]} classes, but its data '
+                      f'{config.data.source!r} has {source.num_classes} here')
   recipe = train.create_recipe(config, types.SimpleNamespace(num_classes=meta['num_classes']))
   abstract = jax.eval_shape(recipe.init_state, jax.random.PRNGKey(0))
   fields = {}
@@ -182,8 +217,10 @@ def load_generator(path):
     fields[field] = traverse_util.unflatten_dict(
         {tuple(k[len(field) + 1:].split('/')): jax.numpy.asarray(v, expected[k].dtype)
          for k, v in got.items()})
-  return TrainedRun(config=config, recipe=recipe, state=types.SimpleNamespace(**fields),
-                    step=meta['step'], source=None)
+  # A named tuple: read by attribute as a train state, and a pytree that jit can take.
+  state = collections.namedtuple('GeneratorState', recipe.generator_fields)(**fields)
+  return TrainedRun(config=config, recipe=recipe, state=state, step=meta['step'], source=source,
+                    eval_source=eval_source)
 
 
 # ------------------------------------------------------------------------------------------------

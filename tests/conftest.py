@@ -79,6 +79,8 @@ DIFFUSION_TINY = {
     'train.batch_size': 8, 'train.num_steps': 6, 'sampling.num_steps': 3,
     'eval.num_images': 64, 'eval.batch_size': 32, 'eval.every_steps': 3, 'eval.at_start': True,
     'checkpoint.every_steps': 2, 'log.every_steps': 1, 'log.num_samples': 16,
+    # EDM2's power-function EMAs, snapshotted every 2 steps (16 images): post-hoc EMA's input.
+    'train.ema_std': '(0.05,0.1)', 'train.ema_snapshot_kimg': 0.016,
 }
 # Overrides that make configs/pix2pix.py tiny: inpainting 32×32 with the smallest official
 # U-Net (5 levels) of 4 channels and a 2-layer PatchGAN of 4 (both with batch norm, dropout on),

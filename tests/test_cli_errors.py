@@ -75,6 +75,7 @@ def test_url_workdir_and_outdir_are_refused_without_making_local_folders(dcgan_r
       python + ['jaxgen.generate', f'--workdir={dcgan_run}', '--outdir=gs://bucket/images',
                 '--seeds=0'],
       python + ['jaxgen.evaluate', '--workdir=gs://bucket/run', '--metrics=swd'],
+      python + ['jaxgen.phema', f'--workdir={dcgan_run}', '--std=0.1', '--outdir=gs://b/phema'],
   ]
   before = tree_digest(dcgan_run)
   for args in commands:

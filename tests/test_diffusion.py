@@ -222,6 +222,14 @@ def test_kill_9_then_rerun_resumes_exactly(diffusion_run, tmp_path):
       # reassociation.
       assert got[tag][step] == pytest.approx(expected[tag][step], rel=1e-5, abs=1e-7), (tag, step)
   assert got['eval/swd/avg'][6] == pytest.approx(expected['eval/swd/avg'][6], rel=1e-4)
+  # EDM2's power-function EMAs are state too: the resumed run's last snapshots are the same.
+  for name in ('phema-00000006-0.050.npz', 'phema-00000006-0.100.npz'):
+    with np.load(os.path.join(workdir, 'snapshots', name)) as a, \
+         np.load(os.path.join(diffusion_run, 'snapshots', name)) as b:
+      assert a.files == b.files
+      for key in a.files:
+        if key != '__jaxgen__':
+          np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-7, err_msg=key)
 
 
 def test_bench_reports_training_and_sampling_speed(tmp_path):

@@ -111,6 +111,9 @@ def test_edm2_preset_is_the_official_img64_s():
                                                                     35_000 * 2048 / 1000, 10_000)
   assert (config.objective.P_mean, config.objective.P_std) == (-0.8, 1.6)
   assert config.train.batch_size * config.train.num_steps == 1024 << 20
+  # EDM2's PowerFunctionEMA defaults and `--snapshot=8Mi`: a snapshot every 4,096 batches.
+  assert recipe.ema_std == (0.05, 0.1) and recipe.snapshot_steps == 4096
+  assert len(state.power_ema) == 2
 
 
 # ------------------------------------------------------------------------------------------------

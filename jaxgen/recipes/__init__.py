@@ -21,6 +21,15 @@ Training
                                    are float scalars
   progress_metrics                 the metric names the progress bar shows
   param_count(state)               {network: parameter count} for the logs
+  snapshots(state, step) → {name: (fields, info)}   optional (absent: none): generator
+                                   states to keep at this step (after `step` updates) beside
+                                   the rolling checkpoints, {} at most steps; fields
+                                   {field: pytree} over generator_fields, info JSON-able
+                                   metadata. The loop writes each to WORKDIR/snapshots/<name>.npz
+                                   in the export format (`generate --network` reads it).
+                                   Diffusion: EDM2's power-function EMAs every
+                                   train.ema_snapshot_kimg, info {'snapshot': {'nimg', 'std'}},
+                                   for post-hoc EMA (`python -m jaxgen.phema`)
   init_fields                      the state fields a new run takes from another run of the
                                    same recipe (`model.init_from`: a workdir or one of its
                                    checkpoints/<step>; `jaxgen.trained.read_init_from`), e.g.

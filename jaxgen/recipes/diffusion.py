@@ -15,7 +15,11 @@ with `model.arch='edm2'`: its magnitude-preserving U-Net, jaxgen/models/edm2unet
      `optimizer.lr_cooldown` > 0 (not in EDM, whose lr stays constant), decayed linearly to 0
      over that last fraction of `train.num_steps`; with `optimizer.lr_decay_kimg` > 0, EDM2's
      lr/√(images/decay) once past it;
-  4. the EMA of the weights, half-life `train.ema_kimg` with ramp-up `train.ema_rampup`.
+  4. the EMA of the weights, half-life `train.ema_kimg` with ramp-up `train.ema_rampup`; with
+     `train.ema_std` (σ_rel, e.g. EDM2's 0.05 and 0.10), also EDM2's power-function EMAs,
+     β = (1 − 1/(updates so far))^(γ+1), saved every `train.ema_snapshot_kimg` as snapshots
+     (`snapshots`) from which `python -m jaxgen.phema` reconstructs any σ_rel post hoc
+     (jaxgen/posthoc_ema.py).
 
 Sampling (`generate`) runs a sampler of jaxgen/samplers/diffusion.py on the EMA denoiser, one
 compiled program per setting: latents z ~ N(0, I) of the image's shape, scaled by σ_max inside.
@@ -30,9 +34,11 @@ from typing import Any
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxgen.augment import edm as edm_augment
+from jaxgen import posthoc_ema
 from jaxgen import recipes
 from jaxgen.errors import UserError
 from jaxgen.models import edm2unet
@@ -54,6 +60,13 @@ class TrainState:
   buffers: Any               # untrained constants (NCSN++'s Fourier frequencies; else empty)
   opt_state: Any
   ema_params: Any            # EMA of params: samples, metrics and export use these
+
+
+@flax.struct.dataclass
+class PowerEMATrainState(TrainState):
+  """The train state with EDM2's power-function EMAs (train.ema_std); a subclass, so that
+  runs without them keep TrainState's checkpoint layout."""
+  power_ema: Any = ()        # tuple: one EMA of params per σ_rel of train.ema_std
 
 
 # Sampler settings in config.sampling; `generate` takes each as a keyword option.
@@ -163,9 +176,31 @@ class Diffusion:
     self.batch_size = batch
     self.ema_kimg = config.train.ema_kimg
     self.ema_rampup = config.train.ema_rampup or None
+    self._setup_power_ema(config.train)
     self.sampling = {k: config.sampling[k] for k in SAMPLING_FIELDS}
     self.check_sampling(prefix='sampling.')
     del mesh  # Nothing here is created outside the inputs' shardings.
+
+  def _setup_power_ema(self, train):
+    """EDM2's power-function EMAs (train.ema_std) and their snapshots' interval in updates."""
+    self.ema_std = posthoc_ema.check_std(train.get('ema_std', ()), 'train.ema_std')
+    if len(set(self.ema_std)) != len(self.ema_std):
+      raise UserError(f'train.ema_std={self.ema_std} names a σ_rel twice: give distinct values')
+    # Exponents γ (host float64), and the updates between snapshots (0: none).
+    self.ema_exp = tuple(float(g) for g in posthoc_ema.std_to_exp(np.array(self.ema_std)))
+    kimg = train.get('ema_snapshot_kimg', 0.0)
+    images = round(kimg * 1000)
+    if kimg < 0 or abs(kimg * 1000 - images) > 1e-6 * max(images, 1):
+      raise UserError(f'train.ema_snapshot_kimg={kimg} must be a whole number of images (in '
+                      'thousands) >= 0 (EDM2: 8388.608, i.e. 8 Mi)')
+    if images and not self.ema_std:
+      raise UserError(f'train.ema_snapshot_kimg={kimg} saves power-function EMAs, but '
+                      'train.ema_std is empty: set e.g. train.ema_std=(0.05, 0.1), or 0 here')
+    if images % self.batch_size:
+      raise UserError(f'train.ema_snapshot_kimg={kimg} ({images} images) is not a whole number '
+                      f'of batches of train.batch_size={self.batch_size}: snapshots are taken '
+                      'between updates')
+    self.snapshot_steps = images // self.batch_size
 
   # ----------------------------------------------------------------------------------------------
 
@@ -207,9 +242,12 @@ class Diffusion:
     augment_labels = jnp.zeros((n, self.augment_dim)) if self.augment_dim else None
     variables = self.net.init(key, x, sigma, labels, augment_labels)
     params = variables['params']
-    return TrainState(step=jnp.zeros((), jnp.int32), rng=rng, params=params,
-                      buffers=variables.get(songunet.BUFFERS, {}),
-                      opt_state=self.tx.init(params), ema_params=params)
+    state = dict(step=jnp.zeros((), jnp.int32), rng=rng, params=params,
+                 buffers=variables.get(songunet.BUFFERS, {}), opt_state=self.tx.init(params),
+                 ema_params=params)
+    if self.ema_std:
+      return PowerEMATrainState(**state, power_ema=tuple(params for _ in self.ema_std))
+    return TrainState(**state)
 
   def latents(self, rng, n):
     """Unit Gaussian noise of the image's shape; the sampler scales it by σ_max."""
@@ -256,11 +294,35 @@ class Diffusion:
     beta = gan_objective.ema_beta(self.batch_size, self.ema_kimg, self.ema_rampup, shown)
     with jax.named_scope('EMA'):
       ema_params = gan_objective.ema_update(state.ema_params, params, beta)
+      power = {}
+      if self.ema_std:
+        power['power_ema'] = tuple(self._power_ema_update(ema, params, exp, state.step)
+                                   for ema, exp in zip(state.power_ema, self.ema_exp))
     new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                              ema_params=ema_params)
+                              ema_params=ema_params, **power)
     metrics = {'loss/denoise': mean_loss, 'grad_norm': optax.global_norm(grads),
                'lr': self.learning_rate(state.step), 'ema/beta': beta}
     return new_state, metrics
+
+  @staticmethod
+  def _power_ema_update(ema, params, exp, step):
+    """One power-function EMA update after update `step` + 1 (EDM2's Eq. 127 with t the images
+    after it, Δt one batch): ema + (1 − β)(params − ema), β = (1 − 1/(step + 1))^(γ+1); 1 − β
+    as −expm1((γ+1)·log1p(−1/(step + 1))), exact in float32 where 1 − 1/(step + 1) is not
+    (a 5e5-update run would be off by 3 %)."""
+    steps = (step + 1).astype(jnp.float32)
+    weight = -jnp.expm1((exp + 1) * jnp.log1p(-1.0 / steps))
+    return jax.tree.map(lambda e, p: e + weight * (p - e), ema, params)
+
+  def snapshots(self, state, step):
+    """The power-function EMAs to keep at `step` (every train.ema_snapshot_kimg): {name:
+    (generator fields, info)}, named as EDM2's snapshots; {} at other steps."""
+    if not self.snapshot_steps or step % self.snapshot_steps:
+      return {}
+    nimg = step * self.batch_size
+    return {posthoc_ema.snapshot_name(step, std): (
+        {'ema_params': ema, 'buffers': state.buffers}, {'snapshot': {'nimg': nimg, 'std': std}})
+            for std, ema in zip(self.ema_std, state.power_ema)}
 
   # ----------------------------------------------------------------------------------------------
 
