@@ -9,11 +9,12 @@
 Rebuilds the experiment from DIR/config.json, restores a checkpoint (the newest; `--step=N`;
 or `--best`, the best by the run's `checkpoint.best_metric`) and scores its EMA generator with
 the metrics of `jaxgen.evaluation` (`swd`, and the Inception metrics `fidNk`, `kidNk`, `isNk`,
-`prNkK`, `fidNk_full`: see `jaxgen/metrics/registry.py`) on the run's training data; `--network=FILE` scores an exported generator (`jaxgen.export`,
-`jaxgen.phema`) on the data its config names. Prints
-one `name: value` line per result (IS adds `_std`, precision/recall give `_precision` and
-`_recall`). Diffusion runs sample with their `config.sampling`; `--sampler`, `--steps`,
-`--guidance`, ... override it. Image-to-image runs are scored on their held-out pairs, each
+`prNkK`, `fidNk_full`: see `jaxgen/metrics/registry.py`) on the run's training data;
+`--network=FILE` scores an exported generator (`jaxgen.export`, `jaxgen.phema`) on the data
+its config names. Prints one `name: value` line per result (IS adds `_std`, precision/recall
+give `_precision` and `_recall`). Diffusion runs sample with their `config.sampling`;
+`--sampler`, `--steps`, `--guidance`, ... override it, and `--guide=RUN` guides them by
+another run's denoiser (EDM2's autoguidance). Image-to-image runs are scored on their held-out pairs, each
 metric beside the task's baseline (`baseline_psnr`, ...): `psnr`, `ssim`, `psnr_y`, `ssim_y`,
 `lpips`, `fid` (jaxgen.evaluation.PairedEvaluator); unpaired (CycleGAN) runs translate held-out
 A images and take `swd`, `fid` against B and, on the embedded two domains, `psnr`, `ssim`
@@ -62,6 +63,9 @@ def parse_args(argv):
       'diffusion sampling: override the run\'s config.sampling (as `jaxgen.generate`)')
   for flag, field, kind in SAMPLING_OVERRIDES:
     sampling.add_argument(flag, type=kind, default=None, help=f'config.sampling.{field}')
+  sampling.add_argument('--guide', default=None,
+                        help='a guiding diffusion run (workdir or .npz), as `jaxgen.generate '
+                        '--guide` (EDM2\'s autoguidance)')
   args = parser.parse_args(argv)
   if args.network and (args.step is not None or args.best):
     parser.error('--step and --best pick a checkpoint of a --workdir; a --network has one')
@@ -77,10 +81,11 @@ SAMPLING_OVERRIDES = (('--sampler', 'sampler', str), ('--steps', 'num_steps', in
                       ('--S_noise', 'S_noise', float), ('--eta', 'eta', float))
 
 
-def apply_sampling_overrides(args, config):
-  """Sets config.sampling fields from the flags given; UserError for a run without them."""
+def apply_sampling_overrides(args, config, skip=()):
+  """Sets config.sampling fields from the flags given (but those in `skip`); UserError for a
+  run without them."""
   given = [(flag, field) for flag, field, _ in SAMPLING_OVERRIDES
-           if getattr(args, flag[2:]) is not None]
+           if getattr(args, flag[2:]) is not None and field not in skip]
   if given and 'sampling' not in config:
     raise UserError(f'{", ".join(f for f, _ in given)}: only runs with a sampler (diffusion) '
                     f'take them, and this run is {config.model.name!r}; leave them out')
@@ -129,7 +134,9 @@ def run(args, inception=None):
   # Imported here so that --help and bad arguments answer quickly.
   from jaxgen import evaluation, parallel
 
-  apply_sampling_overrides(args, config)
+  # With a guide, --guidance goes to `generate` with it: the recipe checks the pair there (an
+  # unconditional run takes guidance only from a guiding network).
+  apply_sampling_overrides(args, config, skip=('guidance',) if args.guide else ())
   if args.batch_size:
     config.eval.batch_size = args.batch_size
   if args.weights:
@@ -139,6 +146,15 @@ def run(args, inception=None):
     restored = trained.load_generator(args.network, config=config, need_data=True)
   else:
     restored = trained.restore(args.workdir, args.step, args.best, mesh, config)
+  options = {}
+  if args.guide:
+    if 'guide' not in restored.recipe.sampling_options:
+      raise UserError(f'--guide: only diffusion runs take a guiding network, and this run is '
+                      f'{config.model.name!r}; leave it out')
+    options['guide'] = trained.load_run(args.guide, '--guide', mesh)
+    if args.guidance is not None:
+      options['guidance'] = args.guidance
+    restored.recipe.check_sampling(**options)
   # The names a run's evaluator computes depend on its recipe: checked once it is built.
   task = restored.recipe.task
   names = parse_metrics(args.metrics, None if task is None else
@@ -150,7 +166,7 @@ def run(args, inception=None):
   logging.getLogger('jaxgen').info('Scoring step %d of %s with %s.', step,
                                    args.workdir or args.network, ', '.join(names))
   evaluator = evaluation.create_evaluator(config, restored.recipe, restored.eval_source, mesh,
-                                          inception=inception)
+                                          inception=inception, options=options)
   results = {k: float(v) for k, v in evaluator(restored.state).items()}
   return step, results
 

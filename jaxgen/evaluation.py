@@ -124,7 +124,8 @@ class Evaluator:
       the config's (checked before anything is generated, loaded or written).
   """
 
-  def __init__(self, config, recipe, source, mesh, inception=None):
+  def __init__(self, config, recipe, source, mesh, inception=None, options=None):
+    self.options = dict(options or {})
     self.fid_resize = fid_resize(config)
     given = getattr(inception, 'resize', self.fid_resize)
     if given != self.fid_resize:
@@ -182,8 +183,9 @@ class Evaluator:
     z = self.recipe.latents(key, size)
     labels = ((start + jnp.arange(size)) % max(self.num_classes, 1)).astype(jnp.int32)
     if 'noise_key' in self.recipe.sampling_options:  # E.g. a stochastic diffusion sampler.
-      return self.recipe.generate(state, z, labels, noise_key=jax.random.fold_in(key, 1))
-    return self.recipe.generate(state, z, labels)
+      return self.recipe.generate(state, z, labels, noise_key=jax.random.fold_in(key, 1),
+                                  **self.options)
+    return self.recipe.generate(state, z, labels, **self.options)
 
   def generate_batches(self, state, count, key):
     """Yields ceil(count / batch_size) batches [batch_size, R, R, C] in [-1, 1], sharded."""
@@ -600,11 +602,15 @@ TASK_EVALUATORS = {'paired': PairedEvaluator, 'unpaired': UnpairedEvaluator,
                    'style': StyleEvaluator}
 
 
-def create_evaluator(config, recipe, source, mesh, inception=None):
+def create_evaluator(config, recipe, source, mesh, inception=None, options=None):
   """The evaluator of `recipe`: `Evaluator` (samples from latents against the source's
   distribution) when it has no task, else the one its task names (`task.evaluator`, a key of
   TASK_EVALUATORS: 'paired' scores outputs against held-out targets, 'unpaired' translations
-  against the other domain, 'style' stylisations by the method's losses)."""
+  against the other domain, 'style' stylisations by the method's losses). `options`: keyword
+  options of the recipe's `generate` beyond its config (e.g. a diffusion `guide`); latent
+  samplers only."""
   if recipe.task is None:
-    return Evaluator(config, recipe, source, mesh, inception)
+    return Evaluator(config, recipe, source, mesh, inception, options)
+  if options:
+    raise UserError(f'{", ".join(options)}: runs with a task take no sampling options')
   return TASK_EVALUATORS[recipe.task.evaluator](config, recipe, source, mesh, inception)

@@ -15,7 +15,8 @@ whichever seeds go with it and whatever the batch size. StyleGAN2 runs also take
 trick (`--trunc=ψ`, `--trunc_cutoff`: ws ← w_avg + ψ (ws − w_avg), ψ < 1 trades variety for
 typicality) and the noise inputs' mode. Diffusion runs take the sampler and its settings
 (`--sampler=heun --steps=18`, `--guidance=1.5` for a conditional run, EDM's `--S_churn` ...);
-by default the run's `config.sampling`. Needs no training data, except a conditional model's
+by default the run's `config.sampling`; `--guide=RUN --guidance=w` guides by another run's
+denoiser instead of the unconditional branch (EDM2's autoguidance; RUN a workdir or a `.npz`). Needs no training data, except a conditional model's
 class count. Reads the workdir and never writes to it; existing files in OUT are kept unless
 `--overwrite`. `--network=FILE` samples from a generator exported by `python -m jaxgen.export`
 instead of a workdir.
@@ -95,6 +96,10 @@ def parse_args(argv):
                        help='scale of the churn noise (EDM: 1.003 on ImageNet)')
   sampler.add_argument('--eta', type=float, default=None,
                        help='DDIM\'s η: 0 deterministic, 1 = DDPM\'s ancestral noise')
+  sampler.add_argument('--guide', default=None,
+                       help='a guiding diffusion run (workdir, or a .npz of jaxgen.export or '
+                       'jaxgen.phema): --guidance extrapolates from its denoiser instead of the '
+                       'unconditional one (EDM2\'s autoguidance: a smaller, less trained net)')
   parser.add_argument('--grid', action='store_true',
                       help='also write all images, in seed order, to OUTDIR/grid.png')
   parser.add_argument('--batch_size', type=int, default=32,
@@ -143,7 +148,8 @@ OPTION_FLAGS = (('--trunc', 'truncation_psi', 'trunc', 1.0),
                 ('--S_min', 'S_min', 'S_min', None),
                 ('--S_max', 'S_max', 'S_max', None),
                 ('--S_noise', 'S_noise', 'S_noise', None),
-                ('--eta', 'eta', 'eta', None))
+                ('--eta', 'eta', 'eta', None),
+                ('--guide', 'guide', 'guide', None))
 
 
 def check_options(args, config, num_classes):
@@ -168,7 +174,7 @@ def check_options(args, config, num_classes):
     raise UserError('--class: this run is unconditional (data.use_labels=False); leave it out')
 
 
-def make_generator(restored, args, mesh):
+def make_generator(restored, args, mesh, guide=None):
   """A jitted fn(seeds uint32 [N], labels int32 [N]) → uint8-ready floats [N, R, R, C].
 
   Each image is generated on its own (vmap) from keys derived from its seed alone.
@@ -179,6 +185,8 @@ def make_generator(restored, args, mesh):
   recipe, state = restored.recipe, restored.state
   options = {option: getattr(args, field) for _, option, field, _ in OPTION_FLAGS
              if option in recipe.sampling_options}
+  if 'guide' in options:
+    options['guide'] = guide  # The run loaded from --guide (or None).
 
   def one(seed, label):
     key = jax.random.PRNGKey(seed)
@@ -216,9 +224,10 @@ def run(args):
                     'it translates pictures instead of sampling seeds; run '
                     + task.apply_command.format(where=where))
   check_options(args, restored.config, restored.recipe.num_classes)
+  guide = trained.load_run(args.guide, '--guide', mesh) if args.guide else None
   logging.getLogger('jaxgen').info('Generating %d image(s) from step %d of %s.', len(seeds),
                                    restored.step, args.network or args.workdir)
-  generate = make_generator(restored, args, mesh)
+  generate = make_generator(restored, args, mesh, guide)
   # Whole batches, a multiple of the device count, so that one program serves every call.
   devices = mesh.devices.size
   batch = -(-min(args.batch_size, len(seeds)) // devices) * devices

@@ -177,6 +177,18 @@ def read_generator_file(path, flag='--network'):
   return arrays, meta
 
 
+def load_run(path, flag, mesh=None):
+  """A run named on the command line by `flag` (e.g. --guide): a workdir (its newest checkpoint)
+  or a generator file (`jaxgen.export`, `jaxgen.phema`), as a TrainedRun without data."""
+  check_local(path, flag)
+  if os.path.isdir(path):
+    return restore(path, mesh=mesh, need_data=False)
+  if not os.path.isfile(path):
+    raise UserError(f'{flag}={path} does not exist: give a jaxgen.main workdir or a .npz written '
+                    'by `python -m jaxgen.export` or `python -m jaxgen.phema`')
+  return load_generator(path, flag)
+
+
 def generator_config(path, flag='--network'):
   """The config saved in a generator file (e.g. to edit its eval settings before
   `load_generator(path, config=...)`)."""

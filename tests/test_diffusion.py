@@ -7,6 +7,7 @@ import math
 import os
 import subprocess
 import sys
+import types
 
 import jax
 import jax.numpy as jnp
@@ -131,6 +132,66 @@ def test_guidance_scale_one_is_plain_conditional_sampling(conditional):
   np.testing.assert_array_equal(recipe.generate(state, z, labels, num_steps=4), plain)
 
 
+def _perturbed(state, scale, seed):
+  leaves, tree = jax.tree.flatten(state.ema_params)
+  keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
+  return state.replace(ema_params=jax.tree.unflatten(
+      tree, [x + scale * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys)]))
+
+
+def test_autoguidance_extrapolates_from_the_guiding_network(conditional):
+  """EDM2's guidance by another network: D_ref + w·(D − D_ref) with D_ref the guide's denoiser
+  on the same labels (none if the guide is unconditional). Guided by itself, sampling is the
+  plain conditional sampler at any w."""
+  recipe, state = conditional
+  z = recipe.latents(jax.random.PRNGKey(3), 4)
+  labels = jnp.arange(4, dtype=jnp.int32)
+  one_hot = jax.nn.one_hot(labels, 10)
+  itself = types.SimpleNamespace(recipe=recipe, state=state)
+  plain = recipe.generate(state, z, labels, num_steps=4)
+  # d + w·(d − d) rounds to d: equal to float32 rounding of 7 evaluations (|d| ≲ 80 at σ_max).
+  np.testing.assert_allclose(recipe.generate(state, z, labels, num_steps=4, guidance=2.5,
+                                             guide=itself), plain, atol=1e-4)
+  weaker = types.SimpleNamespace(recipe=recipe, state=_perturbed(state, 0.05, 7))
+  uncond_recipe = Diffusion(tiny_config(), 0)
+  uncond = types.SimpleNamespace(recipe=uncond_recipe, state=_perturbed(
+      jax.jit(uncond_recipe.init_state)(jax.random.PRNGKey(5)), 0.1, 8))
+  x = z * 2.0
+  sigma = jnp.float32(2.0)
+  d = recipe.denoise(state.ema_params, state.buffers, x, jnp.full((4,), sigma), one_hot)
+  for guide, guide_labels in ((weaker, one_hot), (uncond, None)):
+    ref = guide.recipe.denoise(guide.state.ema_params, guide.state.buffers, x,
+                               jnp.full((4,), sigma), guide_labels)
+    got = recipe.guided_denoiser(state, one_hot, 2.5, guide)(x, sigma)
+    np.testing.assert_allclose(got, ref + 2.5 * (d - ref), rtol=1e-5, atol=1e-5)
+    assert float(jnp.max(jnp.abs(got - d))) > 1e-2  # The guide matters.
+  cfg = recipe.guided_denoiser(state, one_hot, 2.5)(x, sigma)
+  assert float(jnp.max(jnp.abs(cfg - recipe.guided_denoiser(state, one_hot, 2.5, weaker)(
+      x, sigma)))) > 1e-2  # Not classifier-free guidance.
+  assert recipe.evaluations_per_sample(num_steps=4, guidance=2.5, guide=weaker) == 14
+  # An unconditional run takes guidance from a guide (EDM2's uncond-autog presets), not alone.
+  z1 = uncond_recipe.latents(jax.random.PRNGKey(4), 2)
+  out = uncond_recipe.generate(uncond.state, z1, jnp.zeros(2, jnp.int32), num_steps=3,
+                               guidance=2.0, guide=uncond)
+  assert out.shape == z1.shape and bool(jnp.all(jnp.isfinite(out)))
+  with pytest.raises(UserError, match='guide it with another run'):
+    uncond_recipe.check_sampling(guidance=2.0)
+
+
+def test_a_guide_that_cannot_guide_is_refused(conditional):
+  recipe, _ = conditional
+  other_size = Diffusion(tiny_config(**{'data.resolution': 32, 'model.attn_resolutions': ()}),
+                         10)
+  other_classes = Diffusion(tiny_config(**{'data.use_labels': True}), 5)
+  not_diffusion = types.SimpleNamespace(recipe=object(), config=types.SimpleNamespace(
+      model=types.SimpleNamespace(name='dcgan')))
+  for guide, expect in ((types.SimpleNamespace(recipe=other_size), 'same images'),
+                        (types.SimpleNamespace(recipe=other_classes), 'on 5 classes'),
+                        (not_diffusion, "'dcgan' run")):
+    with pytest.raises(UserError, match=expect):
+      recipe.check_sampling(guidance=2.0, guide=guide)
+
+
 def test_sampling_options_are_checked_before_compiling(conditional):
   recipe, state = conditional
   z = recipe.latents(jax.random.PRNGKey(0), 2)
@@ -195,6 +256,41 @@ def test_generate_refuses_bad_sampling_flags_and_writes_nothing(diffusion_run, t
     assert result.returncode == 2 and len(errors) == 1 and expect in errors[0], result.stderr
     assert 'Traceback' not in result.stderr
     assert not outdir.exists()
+
+
+def test_generate_and_evaluate_with_a_guiding_run(diffusion_run, dcgan_run, tmp_path):
+  """`--guide` on the command line: the shared (unconditional) run guided by its own export at
+  w = 2 samples and scores as the run alone (D + 2·(D − D) = D); a guide that cannot guide, or
+  a run that takes none, is one error line."""
+  npz = str(tmp_path / 'guide.npz')
+  run_module('jaxgen.export', f'--workdir={diffusion_run}', f'--output={npz}')
+  args = ['--seeds=0-3', '--steps=3']
+  run_module('jaxgen.generate', f'--workdir={diffusion_run}', f'--outdir={tmp_path / "a"}', *args)
+  run_module('jaxgen.generate', f'--workdir={diffusion_run}', f'--outdir={tmp_path / "b"}', *args,
+             f'--guide={npz}', '--guidance=2')
+  a, b = read_pngs(tmp_path / 'a'), read_pngs(tmp_path / 'b')
+  assert sorted(a) == sorted(b) and len(a) == 4
+  for name in a:
+    assert np.abs(a[name].astype(int) - b[name].astype(int)).max() <= 1, name
+  scores = [run_module('jaxgen.evaluate', f'--workdir={diffusion_run}', '--metrics=swd',
+                       '--steps=3', *extra).stdout
+            for extra in ([], [f'--guide={diffusion_run}', '--guidance=2'])]
+  assert float(scores[0].split('swd/avg: ')[1].split()[0]) == pytest.approx(
+      float(scores[1].split('swd/avg: ')[1].split()[0]), rel=1e-3)
+  cases = [(['generate', f'--workdir={diffusion_run}', f'--guide={dcgan_run}', '--guidance=2'],
+            "--guide must be a diffusion run; it is a 'dcgan' run"),
+           (['generate', f'--workdir={diffusion_run}', f'--guide={tmp_path / "no.npz"}'],
+            '--guide=' + str(tmp_path / 'no.npz') + ' does not exist'),
+           (['generate', f'--workdir={dcgan_run}', f'--guide={npz}'],
+            '--guide: only diffusion runs take them'),
+           (['evaluate', f'--workdir={dcgan_run}', f'--guide={npz}'],
+            '--guide: only diffusion runs take a guiding network')]
+  for (verb, *extra), expect in cases:
+    more = ['--metrics=swd'] if verb == 'evaluate' else [f'--outdir={tmp_path / "c"}', '--seeds=0']
+    result = run_module(f'jaxgen.{verb}', *extra, *more, check=False)
+    errors = [l for l in result.stderr.splitlines() if l.startswith('jaxgen: error:')]
+    assert result.returncode == 2 and len(errors) == 1 and expect in errors[0], result.stderr
+    assert not (tmp_path / 'c').exists()
 
 
 def test_evaluate_with_a_sampler_override(diffusion_run, tmp_path):

@@ -76,6 +76,10 @@ Sampling (a "sample" is one image; how many network passes it takes is the recip
                                    truncation_psi, diffusion's sampler/num_steps/guidance;
                                    `noise_key` among them means `generate` takes a PRNG key for
                                    its own randomness (callers pass fold_in(seed key, 1)).
+                                   `guide` among them means `generate` takes another run (a
+                                   `jaxgen.trained.TrainedRun`, from `trained.load_run`: the
+                                   CLIs' --guide) whose network guides this one's (diffusion:
+                                   EDM2's autoguidance); the recipe checks it fits.
                                    An option given as None means the run's config value. Bad
                                    option values raise UserError while tracing (before compiling)
   num_classes                      0 for an unconditional model

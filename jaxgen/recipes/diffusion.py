@@ -204,10 +204,13 @@ class Diffusion:
 
   # ----------------------------------------------------------------------------------------------
 
-  def check_sampling(self, prefix='', **options):
+  def check_sampling(self, prefix='', guide=None, **options):
     """The sampler settings: config.sampling with `options` (None = the config's) over it, σ
     range 0 = the sampler's own. UserError for settings this run cannot use (before anything
-    is compiled); `prefix` goes before the names in messages."""
+    is compiled); `prefix` goes before the names in messages. `guide`: a guiding run (see
+    `check_guide`), which lets an unconditional run take guidance too."""
+    if guide is not None:
+      self.check_guide(guide)
     s = {**self.sampling, **{k: v for k, v in options.items() if v is not None}}
     for bound in ('sigma_min', 'sigma_max'):
       s[bound] = s[bound] or None  # 0: the sampler's default range.
@@ -218,12 +221,29 @@ class Diffusion:
     if not math.isfinite(s['guidance']) or s['guidance'] < 0:
       raise UserError(f'{prefix}guidance={s["guidance"]} must be a finite number >= 0 (1 = '
                       'none)')
-    if s['guidance'] != 1 and not self.num_classes:
+    if s['guidance'] != 1 and not self.num_classes and guide is None:
       raise UserError(f'{prefix}guidance={s["guidance"]}: classifier-free guidance needs a '
                       'conditional '
                       'run (data.use_labels=True, trained with model.label_dropout > 0); this '
-                      'one is unconditional, leave it at 1')
+                      'one is unconditional: leave it at 1, or guide it with another run '
+                      '(--guide, EDM2\'s autoguidance)')
     return s
+
+  def check_guide(self, guide):
+    """UserError unless `guide` (a jaxgen.trained.TrainedRun: a workdir's checkpoint or an
+    exported/post-hoc EMA file) is a diffusion run that can guide this one: the same image shape,
+    and this run's classes or none."""
+    other = guide.recipe
+    if not isinstance(other, Diffusion):
+      raise UserError(f'--guide must be a diffusion run; it is a {guide.config.model.name!r} '
+                      'run')
+    if other.image_shape != self.image_shape:
+      raise UserError(f'--guide makes {other.image_shape} images and this run '
+                      f'{self.image_shape}: a guiding network must denoise the same images')
+    if other.num_classes not in (0, self.num_classes):
+      raise UserError(f'--guide is conditional on {other.num_classes} classes and this run on '
+                      f'{self.num_classes}: give a guide trained on the same classes, or an '
+                      'unconditional one')
 
   def prepare_training(self):
     """Nothing beyond the networks is needed to train."""
@@ -334,7 +354,7 @@ class Diffusion:
   generator_fields = ('ema_params', 'buffers')
   # Keyword options of `generate` beyond (state, z, labels): config.sampling's fields (None =
   # the config's value) and the key of stochastic samplers.
-  sampling_options = SAMPLING_FIELDS + ('noise_key',)
+  sampling_options = SAMPLING_FIELDS + ('noise_key', 'guide')
 
   def sigma_range(self, sampler, sigma_min=None, sigma_max=None):
     """The sampler's σ range (None: its default) clamped to the preconditioning's, as EDM's
@@ -344,14 +364,28 @@ class Diffusion:
     return (max(default_min if sigma_min is None else sigma_min, lo),
             min(default_max if sigma_max is None else sigma_max, hi))
 
-  def guided_denoiser(self, state, labels, guidance):
+  def guided_denoiser(self, state, labels, guidance, guide=None):
     """fn(x, σ) → D of the EMA weights for the sampler: conditional on `labels` (one-hot or
-    None); with a `guidance` scale (not None), classifier-free guidance in one call of twice
-    the batch."""
+    None); with a `guidance` scale (not None), D_ref + w·(D − D_ref), where D_ref is this
+    network without labels (classifier-free guidance, both in one call of twice the batch) or,
+    with `guide` (a TrainedRun), that run's EMA denoiser on the same labels, or none if it is
+    unconditional (EDM2's autoguidance and its guiding networks)."""
     params, buffers = state.ema_params, state.buffers
     if guidance is None:
       return lambda x, sigma: self.denoise(params, buffers, x, jnp.full((x.shape[0],), sigma),
                                            labels)
+    if guide is not None:
+      other, other_state = guide.recipe, guide.state
+      other_labels = labels if other.num_classes else None
+
+      def autoguided(x, sigma):
+        sigmas = jnp.full((x.shape[0],), sigma)
+        d = self.denoise(params, buffers, x, sigmas, labels)
+        d_ref = other.denoise(other_state.ema_params, other_state.buffers, x, sigmas,
+                              other_labels)
+        return d_ref + guidance * (d - d_ref)
+
+      return autoguided
 
     def guided(x, sigma):
       both = jnp.concatenate([labels, jnp.zeros_like(labels)])
@@ -362,28 +396,30 @@ class Diffusion:
 
     return guided
 
-  def generate(self, state, z, labels, noise_key=None, **options):
+  def generate(self, state, z, labels, noise_key=None, guide=None, **options):
     """EMA denoiser + sampler: z [N, R, R, C] ~ N(0, I), labels int [N] → images in ≈ [−1, 1].
 
     options: config.sampling's fields (sampler, num_steps, guidance, S_churn, ...); None or
-    missing = the config's value. `noise_key` drives stochastic samplers (default: from z)."""
-    s = self.check_sampling(**options)
+    missing = the config's value. `noise_key` drives stochastic samplers (default: from z).
+    `guide`: another diffusion run (jaxgen.trained.TrainedRun) whose denoiser guidance
+    extrapolates away from instead of this one's unconditional branch (`guided_denoiser`)."""
+    s = self.check_sampling(guide=guide, **options)
     sigma_min, sigma_max = self.sigma_range(s['sampler'], s['sigma_min'], s['sigma_max'])
     if noise_key is None:  # Deterministic in z alone: a key from z's first value's bits.
       noise_key = jax.random.PRNGKey(jax.lax.bitcast_convert_type(z.reshape(-1)[0], jnp.int32))
     one_hot = self._one_hot(labels)
-    guidance = s['guidance'] if (one_hot is not None and s['guidance'] != 1) else None
-    denoise = self.guided_denoiser(state, one_hot, guidance)
+    guided = s['guidance'] != 1 and (one_hot is not None or guide is not None)
+    denoise = self.guided_denoiser(state, one_hot, s['guidance'] if guided else None, guide)
     return samplers.sample(denoise, z, noise_key, sampler=s['sampler'],
                            num_steps=s['num_steps'], sigma_min=sigma_min, sigma_max=sigma_max,
                            rho=s['rho'], S_churn=s['S_churn'], S_min=s['S_min'],
                            S_max=s['S_max'], S_noise=s['S_noise'], eta=s['eta'])
 
-  def evaluations_per_sample(self, **options):
+  def evaluations_per_sample(self, guide=None, **options):
     """Network evaluations per generated image (for benchmarks): the sampler's, doubled under
-    guidance (two branches)."""
-    s = self.check_sampling(**options)
-    guided = self.num_classes and s['guidance'] != 1
+    guidance (two branches, or two networks)."""
+    s = self.check_sampling(guide=guide, **options)
+    guided = (self.num_classes or guide is not None) and s['guidance'] != 1
     return samplers.num_evaluations(s['sampler'], s['num_steps']) * (2 if guided else 1)
 
   def network_forward(self, state, z, labels):
