@@ -89,15 +89,18 @@ def snapshot_name(step, std):
   return f'phema-{step:08d}-{std:.3f}'
 
 
-def reconstruct(snapshots, out_std, out_nimg=None):
-  """Post-hoc EMA of σ_rel `out_std` at `out_nimg` images (None: the newest snapshot's time).
+def reconstruct(snapshots, out_stds, out_nimg=None):
+  """Post-hoc EMAs of each σ_rel in `out_stds` at `out_nimg` images (None: the newest snapshot's
+  time), reading one snapshot at a time (as the official reconstruct_phema.py: a run keeps
+  hundreds of them).
 
-  snapshots: [(nimg, std, {name: array})], the power-function EMAs a run saved; only those at
-  0 < nimg ≤ out_nimg are used, as in the official reconstruct_phema.py. Returns ({name: float32
-  array}, coefficients [n_used]); arrays that are not floating point (e.g. counters) come from
-  the newest snapshot used. UserError when out_nimg matches no snapshot or none qualify.
+  snapshots: [(nimg, std, arrays)], the power-function EMAs a run saved; arrays a {name: array}
+  or a function that reads one. Only those at 0 < nimg ≤ out_nimg are used. Floating-point
+  arrays are accumulated in their own dtype (float32 from a run, as the official code);
+  others (e.g. counters) come from the newest snapshot used. UserError when out_nimg matches
+  no snapshot. Returns ([{name: array}] one per out_stds, coefficients [n_used, n_out]).
   """
-  out_std = check_std([out_std], '--std')[0]
+  out_stds = check_std(out_stds, '--std')
   if not snapshots:
     raise UserError('no power-function EMA snapshots to reconstruct from')
   if out_nimg is None:
@@ -107,23 +110,33 @@ def reconstruct(snapshots, out_std, out_nimg=None):
     raise UserError(f'no snapshot at {out_nimg} images: a post-hoc EMA is reconstructed at a '
                     f'snapshot\'s time (these have {", ".join(map(str, times))})')
   used = sorted((s for s in snapshots if 0 < s[0] <= out_nimg), key=lambda s: (s[0], s[1]))
-  weights = coefficients([s[0] for s in used], [s[1] for s in used], out_nimg, out_std)[:, 0]
-  newest = used[-1][2]
-  out = {}
-  for name, value in newest.items():
-    if np.issubdtype(np.asarray(value).dtype, np.floating):
-      total = sum(w * np.asarray(s[2][name], np.float64) for w, s in zip(weights, used))
-      out[name] = total.astype(np.asarray(value).dtype)
-    else:
-      out[name] = np.asarray(value)
-  return out, weights
+  weights = coefficients([s[0] for s in used], [s[1] for s in used], out_nimg, out_stds)
+  outs, shapes = [{} for _ in out_stds], None
+  for (_, _, arrays), row in zip(used, weights):
+    arrays = arrays() if callable(arrays) else arrays
+    got = {k: np.shape(v) for k, v in arrays.items()}
+    if shapes is None:
+      shapes = got
+    elif got != shapes:
+      raise UserError('the snapshots hold different arrays: they come from different networks')
+    for out, w in zip(outs, row):
+      for name, value in arrays.items():
+        value = np.asarray(value)
+        if not np.issubdtype(value.dtype, np.floating):
+          out[name] = value
+        elif name in out:
+          out[name] += value * value.dtype.type(w)
+        else:
+          out[name] = value * value.dtype.type(w)
+  return outs, weights
 
 
 def read_snapshots(workdir):
-  """[(nimg, std, {array name: array}, path)] of the power-function EMA snapshots in
-  WORKDIR/snapshots/, with the metadata of the newest; UserError when there are none or they do
-  not come from one network."""
+  """([(nimg, std, reader)], metadata of the newest) for the power-function EMA snapshots in
+  WORKDIR/snapshots/: `reader()` reads one file's arrays (checked finite) when called, so that
+  only one is in memory at a time. UserError when there are none."""
   import glob  # pylint: disable=import-outside-toplevel
+  import json  # pylint: disable=import-outside-toplevel
   import os  # pylint: disable=import-outside-toplevel
 
   from jaxgen import trained  # pylint: disable=import-outside-toplevel
@@ -131,25 +144,25 @@ def read_snapshots(workdir):
 
   if not os.path.isdir(workdir):
     raise UserError(f'--workdir={workdir} does not exist')
-  paths = sorted(glob.glob(os.path.join(workdir, SNAPSHOTS, '*.npz')))
   snapshots, meta = [], None
-  for path in paths:
-    arrays, info = trained.read_generator_file(path, flag='snapshot')
+  for path in sorted(glob.glob(os.path.join(workdir, SNAPSHOTS, '*.npz'))):
+    try:
+      with np.load(path, allow_pickle=False) as f:
+        info = json.loads(str(f[trained.META_KEY]))
+    except (OSError, ValueError, KeyError, EOFError) as e:
+      raise UserError(f'{path} is not a snapshot jaxgen wrote ({type(e).__name__}: {e}); move it '
+                      'out of the snapshots folder') from None
     snap = info.get('snapshot')
     if not snap:
       continue
-    snapshots.append((int(snap['nimg']), float(snap['std']), arrays, path))
+    reader = lambda path=path: trained.read_generator_file(path, flag='snapshot')[0]
+    snapshots.append((int(snap['nimg']), float(snap['std']), reader))
     if meta is None or int(snap['nimg']) >= int(meta['snapshot']['nimg']):
       meta = info
   if not snapshots:
     raise UserError(f'{os.path.join(workdir, SNAPSHOTS)} holds no power-function EMA snapshots: '
                     'train with train.ema_std (e.g. (0.05, 0.1)) and train.ema_snapshot_kimg > 0 '
                     '(the edm2_img64 preset does)')
-  shapes = {k: v.shape for k, v in snapshots[0][2].items()}
-  for _, _, arrays, path in snapshots[1:]:
-    if {k: v.shape for k, v in arrays.items()} != shapes:
-      raise UserError(f'{path} holds other arrays than {snapshots[0][3]}: the snapshots in '
-                      f'{os.path.dirname(path)} come from different networks')
   return snapshots, meta
 
 
@@ -176,7 +189,6 @@ def write_reconstructions(workdir, stds, outdir, step=None, overwrite=False):
   elif step not in steps:
     raise UserError(f'--step={step}: no snapshot at that step in {workdir}; they are at steps '
                     f'{", ".join(map(str, steps))}')
-  nimg = step * batch
   paths = [os.path.join(outdir, snapshot_name(step, std) + '.npz') for std in stds]
   if os.path.exists(outdir) and not os.path.isdir(outdir):
     raise UserError(f'--outdir={outdir} is a file, not a folder')
@@ -185,11 +197,11 @@ def write_reconstructions(workdir, stds, outdir, step=None, overwrite=False):
     raise UserError(f'{existing[0]} already exists: choose another --outdir, or pass '
                     '--overwrite to replace it')
   recipe = train.create_recipe(config, types.SimpleNamespace(num_classes=meta['num_classes']))
-  inputs = [(n, s, a) for n, s, a, _ in snapshots]
+  nimg = step * batch
+  outs, weights = reconstruct(snapshots, stds, nimg)
   os.makedirs(outdir, exist_ok=True)
   written = []
-  for std, path in zip(stds, paths):
-    arrays, weights = reconstruct(inputs, std, nimg)
+  for j, (std, path, arrays) in enumerate(zip(stds, paths, outs)):
     fields = {}
     for field in recipe.generator_fields:
       flat = {tuple(k[len(field) + 1:].split('/')): v for k, v in arrays.items()
@@ -197,6 +209,6 @@ def write_reconstructions(workdir, stds, outdir, step=None, overwrite=False):
       fields[field] = traverse_util.unflatten_dict(flat)
     trained.write_generator(path, config, recipe, step, fields,
                             {'phema': {'nimg': nimg, 'std': std,
-                                       'coefficients': [float(w) for w in weights]}})
-    written.append((path, weights))
+                                       'coefficients': [float(w) for w in weights[:, j]]}})
+    written.append((path, weights[:, j]))
   return written

@@ -106,7 +106,7 @@ def restore(workdir, step=None, best=False, mesh=None, config=None, need_data=Tr
 # config that builds it (like the official code's network pickles, but plain arrays + JSON).
 
 EXPORT_FORMAT = 1
-_META_KEY = '__jaxgen__'
+META_KEY = '__jaxgen__'
 
 
 def _flatten(tree, prefix):
@@ -133,7 +133,7 @@ def write_generator(path, config, recipe, step, fields, info=None):
     arrays.update({k: host_array(v) for k, v in _flatten(fields[field], field).items()})
   meta = {'format': EXPORT_FORMAT, 'step': int(step), 'num_classes': int(recipe.num_classes),
           'fields': list(recipe.generator_fields), 'config': config.to_dict(), **(info or {})}
-  arrays[_META_KEY] = np.asarray(json.dumps(meta))
+  arrays[META_KEY] = np.asarray(json.dumps(meta))
   tmp = f'{path}.tmp-{os.getpid()}.npz'
   try:
     np.savez(tmp, **arrays)
@@ -163,7 +163,7 @@ def read_generator_file(path, flag='--network'):
   try:
     with np.load(path, allow_pickle=False) as f:
       arrays = {k: f[k] for k in f.files}
-    meta = json.loads(str(arrays.pop(_META_KEY)))
+    meta = json.loads(str(arrays.pop(META_KEY)))
   except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
     raise UserError(f'{path} is not a generator exported by jaxgen ({type(e).__name__}: {e}); '
                     'export one with `python -m jaxgen.export`') from None

@@ -87,19 +87,26 @@ def test_reconstruction_matches_a_directly_tracked_ema():
   span = np.ptp(trajectory, axis=0)
   for step in (2000, 1200):
     for std in (0.075, 0.15):
-      got, weights = P.reconstruct(snapshots, std, step)
-      assert len(weights) == 2 * step // 100
+      (got,), weights = P.reconstruct(snapshots, [std], step)
+      assert weights.shape == (2 * step // 100, 1)
       err = np.abs(got['w'] - tracked[std][step - 1]) / span
       assert err.max() < 1e-3, (step, std, err)
       nearest = np.abs(tracked[0.10][step - 1] - tracked[std][step - 1]) / span
       assert nearest.max() > 5e-3  # A test that a snapshot itself would fail.
-    # A σ_rel that was snapshotted comes back as that snapshot.
-    got, _ = P.reconstruct(snapshots, 0.05, step)
-    np.testing.assert_allclose(got['w'], tracked[0.05][step - 1], atol=1e-9)
+    # A σ_rel that was snapshotted comes back as that snapshot; several σ_rel in one pass, and
+    # from snapshots read only when needed (one at a time), the same as one by one.
+    outs, _ = P.reconstruct([(k, s, lambda a=a: a) for k, s, a in snapshots],
+                            [0.05, 0.075, 0.15], step)
+    np.testing.assert_allclose(outs[0]['w'], tracked[0.05][step - 1], atol=1e-9)
+    for out, std in zip(outs[1:], (0.075, 0.15)):
+      np.testing.assert_allclose(out['w'], P.reconstruct(snapshots, [std], step)[0][0]['w'],
+                                 rtol=1e-12, atol=1e-12)
   with pytest.raises(UserError, match='no snapshot at 1250'):
-    P.reconstruct(snapshots, 0.075, 1250)
+    P.reconstruct(snapshots, [0.075], 1250)
   with pytest.raises(UserError, match=r'in \(0, 0.2887\)'):
-    P.reconstruct(snapshots, 0.3)
+    P.reconstruct(snapshots, [0.3])
+  with pytest.raises(UserError, match='different networks'):
+    P.reconstruct(snapshots[:-1] + [(2000, 0.10, {'w': np.zeros(4)})], [0.075])
 
 
 def test_train_step_updates_each_power_ema_and_snapshots_on_schedule():
