@@ -154,11 +154,10 @@ class DivergenceCheck:
                     '--allow_config_change') from None
 
 
-def write_snapshots(recipe, state, step, config, workdir, is_chief):
-  """Writes the recipe's snapshots at `step` (`recipe.snapshots`; e.g. EDM2's power-function
+def write_snapshots(snapshots, recipe, step, config, workdir, is_chief):
+  """Writes a recipe's `snapshots` at `step` (`recipe.snapshots`; e.g. EDM2's power-function
   EMAs) to WORKDIR/snapshots/<name>.npz in the export format, on the chief process; a repeated
   step (a resumed run) rewrites the same file."""
-  snapshots = recipe.snapshots(state, step) if hasattr(recipe, 'snapshots') else {}
   if not snapshots or not is_chief:
     return
   folder = os.path.join(workdir, SNAPSHOTS)
@@ -298,7 +297,10 @@ def train_and_evaluate(config, workdir, allow_config_change=False):
         postfix['kimg'] = f'{metrics["progress/kimg"]:.1f}'
         bar.set_postfix(postfix, refresh=False)
         window_start, window_steps = time.time(), 0
-      write_snapshots(recipe, state, step, config, workdir, is_chief)
+      snapshots = recipe.snapshots(state, step) if hasattr(recipe, 'snapshots') else {}
+      if snapshots:
+        divergence.state(step, state)  # As checkpoints: nothing non-finite is kept.
+        write_snapshots(snapshots, recipe, step, config, workdir, is_chief)
       saved = True
       if step % config.eval.every_steps == 0 or step == num_steps:
         evaluate_and_save(state, step)

@@ -109,6 +109,27 @@ def test_divergence_stops_before_any_non_finite_checkpoint(dcgan_run, tmp_path):
   assert _steps(workdir)[-1] == 8
 
 
+def test_divergence_stops_before_any_non_finite_snapshot(tmp_path):
+  """Snapshots (EDM2's power-function EMAs, every step here) are kept forever: a diverging
+  diffusion run stops before writing a non-finite one, as it does before a checkpoint."""
+  workdir = str(tmp_path / 'run')
+  result = subprocess.run(main_command(workdir, config='configs/diffusion.py', **{
+      'train.num_steps': 12, 'log.every_steps': 10, 'eval.every_steps': 100,
+      'eval.at_start': False, 'checkpoint.every_steps': 100, 'optimizer.lr': 1e38,
+      'optimizer.lr_rampup_kimg': 0.0, 'train.ema_snapshot_kimg': 0.008}),
+      cwd=REPO, capture_output=True, text=True, env=env_with_devices(1), timeout=600)
+  errors = [l for l in result.stderr.splitlines() if l.startswith('jaxgen: error:')]
+  assert result.returncode != 0 and len(errors) == 1, result.stderr[-3000:]
+  diverged = re.search(r'training diverged at step (\d+)', errors[0])
+  assert diverged, errors[0]
+  names = sorted(os.listdir(os.path.join(workdir, 'snapshots')))
+  # Snapshots of every step before the one that diverged (2 σ_rel each), and none after.
+  assert len(names) == 2 * (int(diverged.group(1)) - 1) > 0, (names, errors[0])
+  for name in names:
+    with np.load(os.path.join(workdir, 'snapshots', name)) as f:
+      assert all(np.isfinite(f[k]).all() for k in f.files if f[k].dtype.kind == 'f'), name
+
+
 def test_a_failed_checkpoint_write_stops_the_run_with_one_line(dcgan_run, tmp_path):
   """A disk that fills up mid-write: files may grow to 64 KiB (the tiny run's PNGs, events and
   config stay below it), and the checkpoint's data files (100-340 KiB) fail with EFBIG. (A disk
