@@ -136,7 +136,6 @@ def read_snapshots(workdir):
   WORKDIR/snapshots/: `reader()` reads one file's arrays (checked finite) when called, so that
   only one is in memory at a time. UserError when there are none."""
   import glob  # pylint: disable=import-outside-toplevel
-  import json  # pylint: disable=import-outside-toplevel
   import os  # pylint: disable=import-outside-toplevel
 
   from jaxgen import trained  # pylint: disable=import-outside-toplevel
@@ -146,12 +145,7 @@ def read_snapshots(workdir):
     raise UserError(f'--workdir={workdir} does not exist')
   snapshots, meta = [], None
   for path in sorted(glob.glob(os.path.join(workdir, SNAPSHOTS, '*.npz'))):
-    try:
-      with np.load(path, allow_pickle=False) as f:
-        info = json.loads(str(f[trained.META_KEY]))
-    except (OSError, ValueError, KeyError, EOFError) as e:
-      raise UserError(f'{path} is not a snapshot jaxgen wrote ({type(e).__name__}: {e}); move it '
-                      'out of the snapshots folder') from None
+    info = trained.read_generator_file(path, flag='snapshot', metadata_only=True)[1]
     snap = info.get('snapshot')
     if not snap:
       continue

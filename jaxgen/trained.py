@@ -106,7 +106,7 @@ def restore(workdir, step=None, best=False, mesh=None, config=None, need_data=Tr
 # config that builds it (like the official code's network pickles, but plain arrays + JSON).
 
 EXPORT_FORMAT = 1
-META_KEY = '__jaxgen__'
+_META_KEY = '__jaxgen__'
 
 
 def _flatten(tree, prefix):
@@ -133,7 +133,7 @@ def write_generator(path, config, recipe, step, fields, info=None):
     arrays.update({k: host_array(v) for k, v in _flatten(fields[field], field).items()})
   meta = {'format': EXPORT_FORMAT, 'step': int(step), 'num_classes': int(recipe.num_classes),
           'fields': list(recipe.generator_fields), 'config': config.to_dict(), **(info or {})}
-  arrays[META_KEY] = np.asarray(json.dumps(meta))
+  arrays[_META_KEY] = np.asarray(json.dumps(meta))
   tmp = f'{path}.tmp-{os.getpid()}.npz'
   try:
     np.savez(tmp, **arrays)
@@ -150,9 +150,10 @@ def export_generator(restored, path):
   write_generator(path, restored.config, restored.recipe, restored.step, fields)
 
 
-def read_generator_file(path, flag='--network'):
+def read_generator_file(path, flag='--network', metadata_only=False):
   """({array name: numpy array}, metadata) of a file written by `write_generator`, its arrays
-  checked finite. UserError (naming `flag`) when it is missing or not such a file."""
+  checked finite; with `metadata_only`, ({}, metadata) without reading the arrays. UserError
+  (naming `flag`) when it is missing or not such a file."""
   import zipfile  # pylint: disable=import-outside-toplevel
 
   import numpy as np  # pylint: disable=import-outside-toplevel
@@ -162,8 +163,9 @@ def read_generator_file(path, flag='--network'):
                     'jaxgen.export --workdir=DIR --output=FILE.npz`')
   try:
     with np.load(path, allow_pickle=False) as f:
-      arrays = {k: f[k] for k in f.files}
-    meta = json.loads(str(arrays.pop(META_KEY)))
+      names = [_META_KEY] if metadata_only else f.files
+      arrays = {k: f[k] for k in names}
+    meta = json.loads(str(arrays.pop(_META_KEY)))
   except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
     raise UserError(f'{path} is not a generator exported by jaxgen ({type(e).__name__}: {e}); '
                     'export one with `python -m jaxgen.export`') from None
@@ -193,7 +195,8 @@ def generator_config(path, flag='--network'):
   """The config saved in a generator file (e.g. to edit its eval settings before
   `load_generator(path, config=...)`)."""
   import ml_collections  # pylint: disable=import-outside-toplevel
-  return ml_collections.ConfigDict(read_generator_file(path, flag)[1]['config'])
+  meta = read_generator_file(path, flag, metadata_only=True)[1]
+  return ml_collections.ConfigDict(meta['config'])
 
 
 def load_generator(path, flag='--network', config=None, need_data=False):
