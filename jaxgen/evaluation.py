@@ -248,7 +248,7 @@ class Evaluator:
 # ------------------------------------------------------------------------------------------------
 # Image-to-image runs: outputs against held-out targets.
 
-PAIRED_METRICS = ('psnr', 'ssim', 'psnr_y', 'ssim_y', 'lpips', 'fid')
+PAIRED_METRICS = ('psnr', 'ssim', 'psnr_y', 'ssim_y', 'lpips', 'fid', 'swd')
 
 
 class PairedEvaluator:
@@ -266,6 +266,10 @@ class PairedEvaluator:
     lpips           LPIPS (VGG16, v0.1) when its weights are found; else skipped with a warning
     fid             FID of the outputs against the targets (few images: biased upwards, but
                     model and baseline see the same targets); skipped without Inception weights
+    swd             SWD (×10³, per level and 'swd/avg') of the outputs against the targets as
+                    sets: how far the outputs are from looking like targets, whichever target
+                    each matches; for one-to-many tasks (a label map → a photograph, whose
+                    colours the input does not hold), where PSNR rewards the average answer
 
   The sample grid shows input | output | target triplets of the first `log.num_samples` pairs.
   """
@@ -303,6 +307,8 @@ class PairedEvaluator:
     self.num_samples = config.log.num_samples
     self.lpips = self._load_lpips(config) if 'lpips' in metrics else None
     self.inception = optional_inception(config, mesh, metrics, inception)
+    self.swd = (SlicedWassersteinDistance(self.targets, seed=config.seed)
+                if 'swd' in metrics else None)
     self._generate = jax.jit(recipe.generate, out_shardings=parallel.batch_sharding(mesh))
     self._baseline_results = None
 
@@ -372,6 +378,8 @@ class PairedEvaluator:
                              for i in range(0, len(images), self.batch_size)])
       real = self._real_features
       results['fid'] = float(fid_lib.frechet_distance(fake.mu, fake.sigma, real.mu, real.sigma))
+    if self.swd is not None:
+      results.update(self.swd(images))
     return results
 
   _real_features = None

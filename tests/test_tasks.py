@@ -1,11 +1,11 @@
 """Image-to-image pairs (jaxgen/data/tasks.py), paired sources (jaxgen/data/pairs.py), held-out
 splits, the translation losses and the tiler: host-side, no training."""
 
+import ml_collections
 import numpy as np
 import pytest
 from PIL import Image
 
-import ml_collections
 from jaxgen.data import degrade, pairs, pipeline, tasks
 from jaxgen.data.procedural import ProceduralSource
 from jaxgen.errors import UserError
@@ -100,6 +100,25 @@ def test_colorize_input_is_bt601_luma():
   assert task.baseline(pair['input'][None], (32, 32)).shape == (1, 32, 32, 3)
 
 
+def test_colorize_composes_the_inputs_luma_with_the_predicted_chroma():
+  """The network's two channels are BT.601 chroma: a target's own (Cb, Cr) = ((B − Y)/1.772,
+  (R − Y)/1.402) joined to its luma give it back; any chroma keeps the input's luma; zero chroma
+  is the gray baseline."""
+  task = make_task(name='colorize')
+  assert task.output_channels == 2 and task.input_channels == 1
+  rgb = np.random.default_rng(0).uniform(-1, 1, (4, 8, 8, 3)).astype(np.float32)
+  y = rgb @ np.array([0.299, 0.587, 0.114], np.float32)
+  chroma = np.stack([(rgb[..., 2] - y) / 1.772, (rgb[..., 0] - y) / 1.402], axis=-1)
+  assert np.abs(chroma).max() <= 1.0
+  np.testing.assert_allclose(task.compose(y[..., None], chroma), rgb, atol=1e-6)
+  other = np.random.default_rng(1).uniform(-1, 1, (4, 8, 8, 2)).astype(np.float32)
+  np.testing.assert_allclose(task.compose(y[..., None], other) @ np.array([0.299, 0.587, 0.114]),
+                             y, atol=1e-6)
+  np.testing.assert_allclose(task.compose(y[..., None], np.zeros_like(other)),
+                             task.baseline(y[..., None], (8, 8)), atol=1e-6)
+  assert make_task(name='denoise').output_channels == 3
+
+
 def test_training_pairs_are_deterministic_and_crops_are_aligned():
   task = make_task(name='denoise', crop=16)
   a = task.train_example(SOURCE[1], np.random.default_rng(5))
@@ -173,6 +192,26 @@ def test_pairs_source_folders_and_side_by_side(tmp_path):
   Image.fromarray(side).save(tmp_path / 'sbs' / 'p.png')
   source = pairs.PairsSource(str(tmp_path / 'sbs'), 8)
   assert source[0]['input'].max() == 30 and source[0]['image'].min() == 220
+
+
+def test_embedded_pairs_are_the_cyclegan_domains_paired():
+  """pairs:embedded: input and target are one composition in domain A's and in domain B's
+  palette — exactly the CycleGAN embedded data's A image and its true translation f(a)."""
+  from jaxgen.data import unpaired
+  config = dict(resolution=32, channels=3, num_images=40, seed=0, classes=(), use_labels=False)
+  source = pipeline.create_source(ml_collections.ConfigDict(dict(config,
+                                                                 source='pairs:embedded')))
+  two_domains = unpaired.embedded(32, 40, 0, 3)
+  assert len(source) == 40 and source.name == 'pairs:embedded'
+  for index in (0, 1, 3, 8, 13):
+    example = source[index]
+    np.testing.assert_array_equal(example['input'], two_domains.domain_a[index]['image'])
+    np.testing.assert_array_equal(example['image'], two_domains.truth_a[index]['image'])
+    # Teal ground, orange shape in A; parchment ground, navy shape in B.
+    assert np.abs(example['input'].astype(int) - example['image']).mean() > 50
+  gray = pipeline.create_source(ml_collections.ConfigDict(dict(
+      config, source='pairs:embedded', resolution=16, channels=1)))
+  assert gray[2]['input'].shape == gray[2]['image'].shape == (16, 16, 1)
 
 
 def test_pairs_source_refuses_unreadable_files(tmp_path):

@@ -38,6 +38,31 @@ def test_presets_build_the_official_networks():
   assert _counts(superres.get_config('rrdb')) == {'generator': 16_697_987}
 
 
+def test_colorize_predicts_chroma_and_keeps_the_luma():
+  """pix2pix colourises L → ab: the generator has two output channels, and its images (in
+  training, for D and the loss, and when sampled) carry the input's luma exactly; one training
+  step moves them away from gray."""
+  config = with_overrides(pix2pix.get_config('colorize'), {  # With pix2pix's conditional D.
+      **PIX2PIX_TINY, 'task.name': 'colorize', 'model.discriminator': 'patchgan',
+      'objective.gan_loss': 'vanilla'})
+  recipe = Translation(config, num_classes=0)
+  state = recipe.init_state(jax.random.PRNGKey(0))
+  assert state.g_params['up0_conv']['kernel'].shape[-1] == 2  # The outermost layer.
+  luma = np.random.default_rng(0).uniform(-1, 1, (4, 32, 32, 1)).astype(np.float32)
+  target = np.random.default_rng(1).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+  batch = {'input': luma, 'image': target}
+  state, _ = jax.jit(recipe.train_step)(state, batch)
+  for norm in ('running', 'batch'):
+    images = np.asarray(recipe.generate(state, luma, norm=norm))
+    assert images.shape == (4, 32, 32, 3)
+    np.testing.assert_allclose(images @ np.array([0.299, 0.587, 0.114]), luma[..., 0], atol=1e-5)
+    assert np.abs(images - luma).max() > 1e-3  # Not gray.
+  fake, _ = recipe._g_apply({'params': state.g_params, 'batch_stats': state.g_batch_stats}, luma,
+                            train=True, rng=jax.random.PRNGKey(2))
+  np.testing.assert_allclose(np.asarray(fake) @ np.array([0.299, 0.587, 0.114]), luma[..., 0],
+                             atol=1e-5)
+
+
 def test_esrgan_without_vgg_weights_is_one_line(tmp_path, monkeypatch):
   """Offline with an empty cache: the perceptual config stops before anything is built, with
   one line naming the weights file."""
@@ -266,16 +291,17 @@ def test_bench_reports_training_and_translation_speed(tmp_path):
 
 
 def test_paired_evaluator_matches_direct_computations():
-  """PSNR, PSNR-Y and FID (with a stand-in feature net) of the outputs and of the baseline, as
-  the evaluator reports them, against the same formulas applied here to its images."""
+  """PSNR, PSNR-Y, FID (with a stand-in feature net) and SWD of the outputs and of the baseline,
+  as the evaluator reports them, against the same formulas applied here to its images."""
   from test_evaluation import _FeatureNet
   from jaxgen import data, evaluation, parallel
   from jaxgen.data import degrade
   from jaxgen.metrics import fid as fid_lib
+  from jaxgen.metrics.swd import SlicedWassersteinDistance
 
   config = with_overrides(superres.get_config(), {
       **SUPERRES_TINY,
-      'eval.metrics': ('psnr', 'psnr_y', 'fid'), 'eval.num_images': 8,
+      'eval.metrics': ('psnr', 'psnr_y', 'fid', 'swd'), 'eval.num_images': 8,
       'data.resolution': 48, 'task.crop': 32})  # Pairs are the centre 32² of 48² images.
   train_source, eval_source = data.create_sources(config)
   recipe = Translation(config, num_classes=0)
@@ -302,6 +328,8 @@ def test_paired_evaluator_matches_direct_computations():
     assert results[f'{prefix}psnr'] == pytest.approx(psnr(images, targets), rel=1e-5)
     assert results[f'{prefix}psnr_y'] == pytest.approx(psnr(y(images), y(targets)), rel=1e-5)
     assert results[f'{prefix}fid'] == pytest.approx(fid(images, targets), rel=1e-4)
+    swd = SlicedWassersteinDistance(targets, seed=config.seed)(images)
+    assert {k: results[prefix + k] for k in swd} == pytest.approx(swd, rel=1e-5)
   # The baseline is bicubic up-scaling of the held-out inputs.
   np.testing.assert_array_equal(
       evaluator.baseline[0],

@@ -11,6 +11,12 @@ sources are, when it is read: paired datasets are small (facades: 400 pairs), so
 cache. Every file's header is read once up front so that an unreadable file is reported before
 training instead of in the middle of it. Examples are {'input': uint8 A, 'image': uint8 B,
 'label': 0}; `task.direction='BtoA'` swaps the roles (jaxgen/data/tasks.py).
+
+`pairs:embedded` (no folder, no download) is the paired version of CycleGAN's embedded domains
+(jaxgen/data/unpaired.py): each procedural composition painted in domain A's palette (orange on
+teal) and the same composition in domain B's (navy ink on parchment), so pix2pix learns with
+pairs the restyling that CycleGAN learns without them, and the two can be compared on the same
+task. A folder called `embedded` is `pairs:./embedded`.
 """
 
 import os
@@ -18,6 +24,7 @@ import os
 import numpy as np
 from PIL import Image
 
+from jaxgen.data import procedural, unpaired
 from jaxgen.data.folder import list_images, to_training_image
 from jaxgen.errors import UserError
 
@@ -103,3 +110,27 @@ class PairsSource:
     return {'input': to_training_image(a, self.resolution, self.channels),
             'image': to_training_image(b, self.resolution, self.channels),
             'label': np.int32(0)}
+
+
+class EmbeddedPairsSource:
+  """`pairs:embedded`: composition i of the embedded dataset of `seed` painted in domain A's
+  palette (the input) and in domain B's (the target); see the module docstring."""
+
+  def __init__(self, resolution, num_images, seed=0, channels=3):
+    if not procedural.MIN_RESOLUTION <= resolution <= procedural.MAX_RESOLUTION:
+      raise UserError(f'the embedded dataset renders {procedural.MIN_RESOLUTION}..'
+                      f'{procedural.MAX_RESOLUTION} pixels, not data.resolution={resolution}')
+    self.resolution, self.num_images = resolution, num_images
+    self.seed, self.channels = seed, channels
+    self.name = 'pairs:embedded'
+    self.class_names = []
+    self.num_classes = 0
+
+  def __len__(self):
+    return self.num_images
+
+  def __getitem__(self, index):
+    a, b = (procedural.render(int(index), self.resolution, self.seed, self.channels,
+                              palette=palette)[0]
+            for palette in (unpaired.PALETTE_A, unpaired.PALETTE_B))
+    return {'input': a, 'image': b, 'label': np.int32(0)}

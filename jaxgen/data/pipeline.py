@@ -5,7 +5,8 @@ Sources (each a random-access sequence of {'image': uint8 [R, R, C], 'label': in
   'folder:PATH'         a folder of images, cached at the training resolution
   'tfds:NAME[:SPLIT]'   a prepared tensorflow-datasets dataset (split defaults to 'train')
   'pairs:DIR'           aligned image pairs for translation (jaxgen/data/pairs.py); examples
-                        also hold the input image, 'input'
+                        also hold the input image, 'input'; 'pairs:embedded' is the
+                        embedded CycleGAN domains, paired
   'unpaired:A,B'        two unpaired domains (jaxgen/data/unpaired.py; also 'unpaired:embedded'
                         and 'tfds:cycle_gan/NAME'); examples hold an A image as 'input'
 
@@ -29,7 +30,7 @@ import numpy as np
 
 from jaxgen.data import unpaired
 from jaxgen.data.folder import FolderSource
-from jaxgen.data.pairs import PairsSource
+from jaxgen.data.pairs import EmbeddedPairsSource, PairsSource
 from jaxgen.data.procedural import MAX_RESOLUTION, MIN_RESOLUTION, ProceduralSource
 from jaxgen.data.tfds_source import TfdsSource
 from jaxgen.errors import UserError
@@ -69,6 +70,8 @@ def create_source(data_config):
   if kind == 'pairs':
     if not rest:
       raise UserError('data.source="pairs:" needs a path, e.g. "pairs:/data/facades/train"')
+    if rest == 'embedded':
+      return EmbeddedPairsSource(resolution, data_config.num_images, data_config.seed, channels)
     return PairsSource(rest, resolution, channels)
   if kind == 'unpaired':
     return _unpaired(data_config)

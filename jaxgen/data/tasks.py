@@ -12,7 +12,9 @@ inside the input pipeline:
             drawn from `task.jpeg_quality` when that is a (low, high) pair
   inpaint   the input is the target with holes (random free-form strokes and boxes) set to 0,
             plus the hole mask (1 = fill) as one more channel
-  colorize  the input is the target's luma (ITU-R BT.601), the output colour
+  colorize  the input is the target's luma (ITU-R BT.601); the network predicts the two chroma
+            channels and the image is the input's luma with them (`compose`), as pix2pix
+            colourises (L in, ab out; here BT.601 Y'CbCr, linear, so the luma is kept exactly)
   paired    the source holds real pairs (`pairs:DIR`): its 'input' image is the input
 
 Training pairs are drawn afresh for every position of the shuffled stream (a random crop of
@@ -34,6 +36,9 @@ from jaxgen.data import degrade
 from jaxgen.errors import UserError
 
 TASKS = ('sr', 'denoise', 'inpaint', 'colorize', 'paired')
+# BT.601: Y' = 0.299 R' + 0.587 G' + 0.114 B'. Rows: what Cb and Cr add to (R', G', B').
+CHROMA_TO_RGB = np.array([[0.0, -0.114 * 1.772 / 0.587, 1.772],
+                          [1.402, -0.299 * 1.402 / 0.587, 0.0]], np.float32)
 SCALES = (2, 3, 4)
 
 
@@ -123,6 +128,21 @@ class Task:
   def input_channels(self):
     """Channels of the network's input."""
     return {'inpaint': self.channels + 1, 'colorize': 1}.get(self.name, self.channels)
+
+  @property
+  def output_channels(self):
+    """Channels of the network's output: colourisation's two chroma channels, else the image's."""
+    return 2 if self.name == 'colorize' else self.channels
+
+  def compose(self, inputs, outputs):
+    """The image [..., H, W, C] in [-1, 1] units from the network's input and output (numpy or
+    jnp arrays; traced in training): colourisation joins the input's luma Y' to the predicted
+    chroma (Cb, Cr) = ((B' − Y') / 1.772, (R' − Y') / 1.402), each in [-1, 1] for colours in
+    [-1, 1], by the inverse of BT.601's Y'CbCr (`CHROMA_TO_RGB`); every other task's output is
+    the image itself."""
+    if self.name != 'colorize':
+      return outputs
+    return inputs[..., :1] * np.ones(3, np.float32) + outputs @ CHROMA_TO_RGB
 
   def input_size(self, size):
     """Input pixels per side for a target of `size`."""

@@ -2,7 +2,10 @@
 
 One recipe for every paired task of jaxgen/data/tasks.py (super-resolution, denoising,
 inpainting, colourisation, real pairs): a generator G maps the task's input to the target, and
-is trained by a pixel loss, optionally a perceptual loss and optionally an adversarial one.
+is trained by a pixel loss, optionally a perceptual loss and optionally an adversarial one. G's
+output becomes the image through the task (`Task.compose`): colourisation's G predicts two
+chroma channels that join the input's luma, in training (the losses and D see the image) and
+in sampling alike.
 
   pix2pix (Isola et al. 2017; junyanz/pytorch-CycleGAN-and-pix2pix): U-Net G, 70×70 PatchGAN D
       on the channel-concatenation (input, image), `vanilla` GAN + λ·L1 with λ = 100, Adam 2e-4
@@ -160,14 +163,16 @@ class Translation(recipes.OnePassSampling):
       if self.num_downs < 5:
         raise UserError(f'model.num_downs={self.num_downs}: the official U-Net has at least 5 '
                         'levels (its four outer ones and the innermost); use 5 or more')
-      return pix2pix.UNetGenerator(out_channels=channels, num_downs=self.num_downs,
+      return pix2pix.UNetGenerator(out_channels=self.task.output_channels,
+                                   num_downs=self.num_downs,
                                    ngf=m.ngf, norm=m.norm, use_dropout=m.use_dropout,
                                    dtype=dtype)
     self.num_downs = 0
     if name.startswith('resnet'):
       self.num_downs = 2
       return resnet_generator.ResnetGenerator(
-          out_channels=channels, ngf=m.ngf, n_blocks=resnet_generator.RESNET_PRESETS[name],
+          out_channels=self.task.output_channels, ngf=m.ngf,
+          n_blocks=resnet_generator.RESNET_PRESETS[name],
           norm=m.norm, use_dropout=m.use_dropout, dtype=dtype)
     if name == 'srresnet':
       return srnet.SRResNet(num_in_ch=self.input_channels, num_out_ch=channels,
@@ -224,15 +229,20 @@ class Translation(recipes.OnePassSampling):
 
   def _g_apply(self, variables, x, train, rng=None):
     """G(x) → (images, new batch stats or {}). Every generator is called as G(x, train): batch
-    norm and dropout in training mode or not (SRResNet and RRDBNet have neither)."""
+    norm and dropout in training mode or not (SRResNet and RRDBNet have neither). The images are
+    the task's composition of the input and G's output (`Task.compose`: colourisation's chroma
+    joined to the input's luma)."""
     rngs = {'dropout': rng} if train and rng is not None else {}
     if not variables.get('batch_stats'):
-      return self.generator.apply({'params': variables['params']}, x, train=train, rngs=rngs), {}
-    if not train:
-      return self.generator.apply(variables, x, train=False), variables['batch_stats']
-    out, updates = self.generator.apply(variables, x, train=True, mutable=['batch_stats'],
-                                        rngs=rngs)
-    return out, updates['batch_stats']
+      out, stats = self.generator.apply({'params': variables['params']}, x, train=train,
+                                        rngs=rngs), {}
+    elif not train:
+      out, stats = self.generator.apply(variables, x, train=False), variables['batch_stats']
+    else:
+      out, updates = self.generator.apply(variables, x, train=True, mutable=['batch_stats'],
+                                          rngs=rngs)
+      stats = updates['batch_stats']
+    return self.task.compose(x, out), stats
 
   def _g_own_statistics(self, variables, x):
     """G(x) with batch norm normalising each image by its own statistics, dropout off
@@ -244,7 +254,7 @@ class Translation(recipes.OnePassSampling):
       out, _ = generator.apply(variables, image[None], train=True, mutable=['batch_stats'])
       return out[0]
 
-    return jax.vmap(one)(x)
+    return self.task.compose(x, jax.vmap(one)(x))
 
   def _d_apply(self, params, batch_stats, images):
     """D's logits (training mode) → (logits, new batch stats or {})."""
