@@ -28,7 +28,9 @@ counts 3.17 GFLOP per training image at 32². The losses with random weights say
 stylisation, so no quality is claimed here: a result needs the ImageNet weights.
 
 Presets (`--config=configs/adain.py:NAME`):
-  official  the official training: content MS-COCO, style WikiArt (point data.source at your
+  official  the official training: the official encoder (vgg_normalised.pth, from the
+            official release; `objective.vgg_weights`, $JAXGEN_ADAIN_VGG_WEIGHTS or the cache),
+            content MS-COCO, style WikiArt (point data.source at your
             copies: "unpaired:/data/coco/train2014,/data/wikiart/train"), images at 512² and
             random 256² crops (the official code resizes to 512×512 without keeping the aspect
             ratio; jaxgen's sources centre-crop a square first), batch 8, Adam 1e-4 decayed as
@@ -66,6 +68,9 @@ def get_config(preset=''):
   config.model = ml_collections.ConfigDict()
   config.model.name = 'adain'
   config.model.dtype = 'float32'  # Compute dtype of the encoder and decoder.
+  # The frozen encoder: 'vgg19' (torchvision's ImageNet VGG19, vgg19-dcbb9e9d.pth) or
+  # 'vgg_normalised' (the official AdaIN encoder, vgg_normalised.pth; fetched by hand).
+  config.model.encoder = 'vgg19'
   config.model.init_from = ''  # Another adain run to take the decoder from (fine-tuning).
 
   # Losses (jaxgen/objectives/style.py).
@@ -111,6 +116,7 @@ def get_config(preset=''):
 
   if preset == 'official':
     config.data.source = 'unpaired:/path/to/coco/train2014,/path/to/wikiart/train'
+    config.model.encoder = 'vgg_normalised'
     config.data.resolution = 512
     config.data.holdout = 256
     config.task.crop = 256

@@ -1,7 +1,7 @@
 """Pretrained weights: one way to find, check, convert and cache every published weight file.
 
 Each network that needs published weights (the FID Inception, torchvision's VGG16/VGG19, the
-LPIPS linear layers) describes its file once, as a `WeightsSpec`: the published file's name,
+LPIPS linear layers, the official AdaIN encoder and decoder) describes its file once, as a `WeightsSpec`: the published file's name,
 SHA-256 and URL, the environment variable that may point at a local copy, the cache
 sub-folder, and a converter from the PyTorch state_dict to jaxgen's flat parameters
 (`{'conv1_1/kernel': array, ...}`, kernels already HWIO). `resolve(spec)` then finds the
@@ -14,7 +14,9 @@ weights, first match wins:
      `.npz`, else the published `.pth` there (SHA-256 checked), converted into the cache;
   4. a download of the `.pth` into the cache (SHA-256 checked while it streams, written under a
      temporary name and renamed into place, so a cut download never looks complete), then
-     converted.
+     converted. A file with no published SHA-256 (`sha256=''`: the official AdaIN release) is
+     never downloaded: the missing-weights line says where to fetch it by hand, and a local
+     copy is checked by its layout alone (names, shapes, finite values).
 
 Nothing is downloaded at import time. A converted cache entry is checked every time it is
 read (format tag, the SHA-256 of the file it came from, every name and shape, finite values);
@@ -64,6 +66,8 @@ SPECS = {
     'vgg16': ('jaxgen.models.vgg', 'VGG16_WEIGHTS'),
     'vgg19': ('jaxgen.models.vgg', 'VGG19_WEIGHTS'),
     'lpips_vgg': ('jaxgen.metrics.lpips', 'LINEAR_WEIGHTS'),
+    'adain_vgg': ('jaxgen.models.adain', 'ENCODER_WEIGHTS'),
+    'adain_decoder': ('jaxgen.models.adain', 'DECODER_WEIGHTS'),
 }
 
 
@@ -75,8 +79,11 @@ class WeightsSpec:
     name: the command-line name (`python -m jaxgen.pretrained fetch NAME`).
     title: what the weights are, for messages ('torchvision VGG19 weights').
     filename: the published `.pth`'s file name.
-    sha256: the published file's SHA-256 (64 hex digits).
-    url: where to download it from.
+    sha256: the published file's SHA-256 (64 hex digits), or '' when none is published (e.g.
+      the official AdaIN weights): such a file is never downloaded — the user fetches it by
+      hand from `url` — and a local copy is taken on its layout alone (every parameter's name
+      and shape, finite values).
+    url: where to download it from (with no SHA-256: the page to fetch it from by hand).
     env_var: environment variable that may name a local `.pth` or converted `.npz`.
     subdir: the cache sub-folder.
     converted_name: the converted `.npz`'s file name in the cache.
@@ -126,10 +133,12 @@ def cache_folder(spec, cache=None):
 
 def missing_message(spec, folder):
   """The one line that says where the weights were looked for and how to provide them."""
+  where = (f'download {spec.url} (SHA-256 {spec.sha256[:12]}...)' if spec.sha256 else
+           f'get {spec.filename} from {spec.url} (no SHA-256 is published, so jaxgen does not '
+           'download it)')
   return (f'{spec.title} not found ({spec.filename} or {spec.converted_name} in {folder}, '
-          f'${spec.env_var}): download {spec.url} (SHA-256 {spec.sha256[:12]}...) into '
-          f'{folder}, or set ${spec.env_var} to a copy of it or to the .npz made by '
-          f'`{spec.command}`')
+          f'${spec.env_var}): {where} into {folder}, or set ${spec.env_var} to a copy of it or '
+          f'to the .npz made by `{spec.command}`')
 
 
 # ---------------------------------------------------------------------------------------------
@@ -461,7 +470,7 @@ def convert_pth(spec, pth, out=None, check_hash=True, reader=None, digest=None):
     The flat parameters {'a/b/kernel': float32 array}.
   """
   digest = digest or sha256_file(pth)
-  if check_hash and digest != spec.sha256:
+  if check_hash and spec.sha256 and digest != spec.sha256:
     raise _wrong_hash(spec, pth, digest)
   flat = convert_state_dict(spec, (reader or load_torch_state_dict)(pth), source=str(pth))
   if out is not None:
@@ -482,6 +491,8 @@ def download(spec, dest, url=None, timeout=60):
   Raises:
     UserError: the download failed or the hash differs; nothing is left behind then.
   """
+  if not spec.sha256:  # Nothing unchecked is downloaded.
+    raise UserError(missing_message(spec, pathlib.Path(dest).parent))
   url = url or spec.url
   dest = pathlib.Path(dest)
   dest.parent.mkdir(parents=True, exist_ok=True)
@@ -545,7 +556,7 @@ def resolve(spec, weights=None, cache=None, allow_download=True, url=None, reade
   if converted.is_file():
     try:
       flat, source = load_converted(spec, converted)
-      if source == spec.sha256:
+      if source == spec.sha256 or not spec.sha256:
         return flat
       problem = 'it was not converted from the official weights'
     except UserError as e:
@@ -553,13 +564,13 @@ def resolve(spec, weights=None, cache=None, allow_download=True, url=None, reade
     warnings.warn(f'rebuilding the cached {spec.title}: {problem}')
     converted.unlink(missing_ok=True)
   if not pth.is_file():
-    if not allow_download:
+    if not allow_download or not spec.sha256:
       raise UserError(missing_message(spec, folder))
     download(spec, pth, url)  # hash checked while it streams
-  elif sha256_file(pth) != spec.sha256:
+  elif spec.sha256 and sha256_file(pth) != spec.sha256:
     raise UserError(f'{pth} has the wrong SHA-256 (corrupt or incomplete download): delete it '
                     f'and run again to re-download, or replace it with {spec.url}')
-  return convert_pth(spec, pth, converted, reader=reader, digest=spec.sha256)
+  return convert_pth(spec, pth, converted, reader=reader, digest=spec.sha256 or None)
 
 
 def load_params(spec, weights=None, cache=None, allow_download=True, url=None, reader=None):

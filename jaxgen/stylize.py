@@ -6,6 +6,8 @@
     python -m jaxgen.stylize --workdir=/tmp/adain --content=photo.jpg --style=painting.jpg \\
         --alpha=0.8 --out=out.png                      # one forward pass of a trained AdaIN run
     python -m jaxgen.stylize --network=adain.npz ...   # its file from `python -m jaxgen.export`
+    python -m jaxgen.stylize --official --content=photo.jpg --style=painting.jpg --out=out.png
+                                     # the official released AdaIN (vgg_normalised.pth, decoder.pth)
 
 Without --workdir/--network: Gatys et al. (2016) as jcjohnson/neural-style — the output image,
 `--size` pixels on its long side, is optimised from the content image (`--init`) by L-BFGS or
@@ -19,8 +21,11 @@ A progress bar shows the loss; the end reports the iterations per second (measur
 2-core CPU at --size=256: Adam 0.46, L-BFGS 0.09 iterations/s; at 512: 0.14 and 0.03 — see the
 README; a GPU is the place for 1,000 iterations at 512).
 
-With --workdir (a `python -m jaxgen.main --config=configs/adain.py` run; `--step`, `--best`) or
---network: AdaIN (Huang & Belongie 2017) in one pass of the trained decoder, with the
+With --workdir (a `python -m jaxgen.main --config=configs/adain.py` run; `--step`, `--best`),
+--network, or --official (naoto0804/pytorch-AdaIN's released vgg_normalised.pth and decoder.pth:
+`--vgg_weights` / `--decoder_weights`, $JAXGEN_ADAIN_VGG_WEIGHTS / $JAXGEN_ADAIN_DECODER_WEIGHTS,
+or the cache; fetched by hand from the release, since no hash is published for them): AdaIN
+(Huang & Belongie 2017) in one pass of the decoder, with the
 content–style trade-off `--alpha` (1 = all style) and several styles blended by
 `--style_weights`. The content is scaled to `--size` on its long side with its sides rounded to
 multiples of 8 (the network's down-samplings); each style image is centre-cropped to the
@@ -59,8 +64,8 @@ GATYS_ONLY = (('--style_scale', 'style_scale'), ('--content_layers', 'content_la
               ('--style_weight', 'style_weight'), ('--tv_weight', 'tv_weight'),
               ('--optimizer', 'optimizer'), ('--iterations', 'iterations'),
               ('--learning_rate', 'learning_rate'), ('--lbfgs_memory', 'lbfgs_memory'),
-              ('--init', 'init'), ('--seed', 'seed'), ('--vgg_weights', 'vgg_weights'))
-ADAIN_ONLY = (('--alpha', 'alpha'),)
+              ('--init', 'init'), ('--seed', 'seed'))
+ADAIN_ONLY = (('--alpha', 'alpha'), ('--decoder_weights', 'decoder_weights'))
 
 
 def parse_args(argv):
@@ -104,14 +109,21 @@ def parse_args(argv):
   gatys.add_argument('--init', default=None,
                      help=f'content or random: where the optimisation starts (default {d.init})')
   gatys.add_argument('--seed', type=int, default=None, help='of --init=random (default 0)')
-  gatys.add_argument('--vgg_weights', default=None,
-                     help='torchvision VGG19 weights: vgg19-dcbb9e9d.pth or a converted .npz '
-                     '(default: $JAXGEN_VGG19_WEIGHTS, the cache, a download)')
-  adain = parser.add_argument_group('AdaIN (a trained run)')
+  parser.add_argument('--vgg_weights', default=None,
+                      help='Gatys et al.: torchvision VGG19 weights, vgg19-dcbb9e9d.pth or a '
+                      'converted .npz (default: $JAXGEN_VGG19_WEIGHTS, the cache, a download); '
+                      '--official: the official vgg_normalised.pth (default: '
+                      '$JAXGEN_ADAIN_VGG_WEIGHTS, the cache)')
+  adain = parser.add_argument_group('AdaIN (a trained run, or the official release)')
   which = adain.add_mutually_exclusive_group()
   which.add_argument('--workdir', default=None, help='a jaxgen.main workdir of an adain run')
   which.add_argument('--network', default=None,
                      help='an adain generator file written by `python -m jaxgen.export`')
+  which.add_argument('--official', action='store_true',
+                     help='the official released AdaIN networks (vgg_normalised.pth, decoder.pth)')
+  adain.add_argument('--decoder_weights', default=None,
+                     help='--official: the official decoder.pth (default: '
+                     '$JAXGEN_ADAIN_DECODER_WEIGHTS, the cache)')
   add_checkpoint_choice(adain, 'use')
   adain.add_argument('--alpha', type=float, default=None,
                      help='content–style trade-off in [0, 1], 1 = all style (default: the run\'s '
@@ -260,7 +272,7 @@ def run_gatys(args, content, styles, weights):
   """Gatys et al.'s optimisation; returns (image [H, W, 3] in [0, 1], summary text)."""
   from jaxgen import neural_style, summaries  # pylint: disable=import-outside-toplevel
   from jaxgen.models import vgg  # pylint: disable=import-outside-toplevel
-  _refuse_other_method(args, ADAIN_ONLY, 'AdaIN (--workdir/--network)')
+  _refuse_other_method(args, ADAIN_ONLY, 'AdaIN (--workdir/--network/--official)')
   settings = gatys_settings(args)
   style_scale = 1.0 if args.style_scale is None else args.style_scale
   if not math.isfinite(style_scale) or style_scale <= 0:
@@ -299,18 +311,29 @@ def run_adain(args, content, styles, weights):
   import jax  # pylint: disable=import-outside-toplevel
   import numpy as np  # pylint: disable=import-outside-toplevel
   from jaxgen import neural_style, parallel, trained  # pylint: disable=import-outside-toplevel
-  _refuse_other_method(args, GATYS_ONLY, 'Gatys et al. (without --workdir/--network)')
+  _refuse_other_method(args, GATYS_ONLY, 'Gatys et al. (without --workdir/--network/--official)')
+  if not args.official:
+    for flag, value in (('--vgg_weights', args.vgg_weights),
+                        ('--decoder_weights', args.decoder_weights)):
+      if value is not None:
+        users = 'Gatys et al. or --official' if flag == '--vgg_weights' else '--official'
+        raise UserError(f'{flag} names weights for {users}; an AdaIN --workdir or --network '
+                        'holds its own networks: leave it out')
   alpha = args.alpha  # None: the run's sampling.alpha.
   if alpha is not None and not 0.0 <= alpha <= 1.0:  # Also refuses NaN.
     raise UserError(f'--alpha={args.alpha} must be in [0, 1] (1 = all style, 0 = the content)')
-  if args.network:
+  name = args.network or args.workdir or 'the official AdaIN release'
+  if args.official:
+    from jaxgen.recipes import adain  # pylint: disable=import-outside-toplevel
+    restored = adain.official_pretrained(args.vgg_weights, args.decoder_weights)
+  elif args.network:
     restored = trained.load_generator(args.network)
   else:
     restored = trained.restore(args.workdir, args.step, args.best, parallel.create_mesh(),
                                need_data=False)
   task = restored.recipe.task
   if getattr(task, 'name', None) != 'style':
-    raise UserError(f'{args.network or args.workdir} is a {restored.config.model.name!r} run, '
+    raise UserError(f'{name} is a {restored.config.model.name!r} run, '
                     'not a style-transfer (adain) run: train one with configs/adain.py, or leave '
                     '--workdir/--network out for Gatys et al.\'s method')
   size = scaled_size(content.shape, args.size, task.size_multiple)
@@ -338,9 +361,10 @@ def run_adain(args, content, styles, weights):
   if args.preserve_colors:
     image = neural_style.restore_colors(image, rgb_content)
   shown = restored.config.sampling.alpha if alpha is None else alpha
-  return np.clip(image, 0.0, 1.0), (f'AdaIN step {restored.step} of '
-                                    f'{args.network or args.workdir}, α {shown:g}, in '
-                                    f'{seconds:.1f} s (compilation included)')
+  what = ('AdaIN, the official release' if args.official else
+          f'AdaIN step {restored.step} of {name}')
+  return np.clip(image, 0.0, 1.0), (f'{what}, α {shown:g}, in {seconds:.1f} s (compilation '
+                                    'included)')
 
 
 def run(args):
@@ -352,7 +376,7 @@ def run(args):
   paths = style_paths(args.style)
   styles = [read(p, '--style') for p in paths]
   weights = style_weights(args.style_weights, len(paths))
-  if args.workdir or args.network:
+  if args.workdir or args.network or args.official:
     image, summary = run_adain(args, content, styles, weights)
   else:
     image, summary = run_gatys(args, content, styles, weights)

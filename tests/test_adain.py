@@ -29,13 +29,76 @@ OFFICIAL_DECODER_CONVS = ((512, 256), (256, 256), (256, 256), (256, 256), (256, 
                           (128, 128), (128, 64), (64, 64), (64, 3))
 
 
+def _official_fixture():
+  """(recorded arrays, the official state_dicts they were made with): tests/data/adain_official.npz
+  and make_adain_official_fixture.py's `state_dicts` (README_adain_official.md)."""
+  import importlib.util
+  import pathlib
+  here = pathlib.Path(__file__).parent / 'data'
+  spec = importlib.util.spec_from_file_location('make_adain_official_fixture',
+                                                here / 'make_adain_official_fixture.py')
+  script = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(script)
+  with np.load(here / 'adain_official.npz') as f:
+    recorded = dict(f)
+  return recorded, script.state_dicts(int(recorded['seed']))
+
+
+def test_official_encoder_and_decoder_match_the_official_networks():
+  """The official AdaIN (naoto0804/pytorch-AdaIN net.py, vgg_normalised.pth's layout, shared
+  random weights): the encoder's relu1_1..relu4_1 — through ceil-mode pooling of odd sides —,
+  AdaIN and test.py's style transfer at α 1 and 0.6, from the converted state_dicts. Float32
+  convolutions summed in another order: features agree to 1e-6 of each array's largest value,
+  AdaIN (dividing by σ) and the outputs to 4.5e-6 (measured); tolerance 2e-5."""
+  recorded, state_dicts = _official_fixture()
+  enc = adain.encoder_params_from_official(state_dicts['vgg'])  # Ignores the layers after 29.
+  dec = adain.decoder_params_from_official(state_dicts['decoder'])
+  assert {k: v.shape for k, v in enc.items()} == adain.encoder_param_shapes('vgg_normalised')
+  assert {k: v.shape for k, v in dec.items()} == adain.decoder_param_shapes()
+  from jaxgen import pretrained
+  enc, dec = pretrained.unflatten(enc), pretrained.unflatten(dec)
+  to_ours = lambda x: jnp.asarray(x) * 2.0 - 1.0  # The official [0, 1] → jaxgen's [-1, 1].
+  encoder = adain.encoder('vgg_normalised')
+  feats = encoder.apply({'params': enc}, to_ours(recorded['content']))
+  style_feats = encoder.apply({'params': enc}, to_ours(recorded['style']))
+
+  def close(ours, theirs):
+    np.testing.assert_allclose(np.asarray(ours), theirs, rtol=0,
+                               atol=2e-5 * np.abs(theirs).max())
+
+  for name, step in (('relu1_1', 8), ('relu2_1', 8), ('relu3_1', 4), ('relu4_1', 4)):
+    close(feats[name][..., ::step], recorded[f'content/{name}'])
+  close(style_feats['relu4_1'][..., ::4], recorded['style/relu4_1'])
+  t = adain.adain(feats['relu4_1'], style_feats['relu4_1'])
+  close(t, recorded['t'])
+  decoder = adain.Decoder()
+  for alpha in (1.0, 0.6):
+    out = decoder.apply({'params': dec}, adain.blend(feats['relu4_1'], [style_feats['relu4_1']],
+                                                      [1.0], alpha))
+    close((out + 1.0) / 2.0, recorded[f'out/alpha{alpha:g}'])  # Back to the official [0, 1].
+
+
+def test_official_state_dicts_of_another_layout_are_refused():
+  _, state_dicts = _official_fixture()
+  broken = dict(state_dicts['vgg'])
+  del broken['9.weight']
+  with pytest.raises(ValueError, match='no 9.weight'):
+    adain.encoder_params_from_official(broken)
+  with pytest.raises(ValueError, match='decoder.pth'):
+    adain.decoder_params_from_official(state_dicts['vgg'])
+
+
 def test_decoder_has_the_official_parameter_count():
   official = sum(9 * c_in * c_out + c_out for c_in, c_out in OFFICIAL_DECODER_CONVS)
   assert official == 3_505_219
+  recipe = AdaIN(adain_config.get_config(), num_classes=0)
+  counts = recipe.param_count(jax.eval_shape(recipe.init_state, jax.random.PRNGKey(0)))
+  # The frozen encoder: torchvision VGG19's convolutions up to conv4_1 ...
+  assert counts == {'decoder': official, 'encoder (frozen)': 3_505_728}
+  # ... or the official one's, the same and its 1×1 input convolution (3·3 + 3).
   recipe = AdaIN(adain_config.get_config('official'), num_classes=0)
   counts = recipe.param_count(jax.eval_shape(recipe.init_state, jax.random.PRNGKey(0)))
-  # The frozen encoder: torchvision VGG19's convolutions up to conv4_1.
-  assert counts == {'decoder': official, 'encoder (frozen)': 3_505_728}
+  assert counts == {'decoder': official, 'encoder (frozen)': 3_505_740}
   assert adain.param_count() == official
 
 
@@ -218,6 +281,51 @@ def test_stylize_with_the_run_and_its_export(adain_run, capsys, tmp_path):
   from_workdir = np.asarray(Image.open(tmp_path / 'w.png'))
   assert from_workdir.shape == (24, 32, 3) and from_workdir.std() > 0
   np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / 'n.png')), from_workdir)
+
+
+def test_stylize_with_the_official_release(capsys, tmp_path):
+  """`stylize --official` with the official files (here the fixture's shared weights, converted
+  as jaxgen.pretrained converts vgg_normalised.pth and decoder.pth): the encoder and decoder
+  weights go to their networks, α and the style reach them — the picture is the networks'
+  output on the resized pictures (1 level of 255 for rounding) — and a missing decoder file is
+  one line naming it."""
+  from jaxgen import pretrained
+  from jaxgen.recipes import adain as adain_recipe
+  _, state_dicts = _official_fixture()
+  files = {}
+  for key, spec in (('vgg', adain.ENCODER_WEIGHTS), ('decoder', adain.DECODER_WEIGHTS)):
+    files[key] = tmp_path / f'{key}.npz'
+    pretrained.save_converted(spec, pretrained.convert_state_dict(spec, state_dicts[key]),
+                              files[key])
+  rng = np.random.default_rng(3)
+  for name, shape in (('c.png', (20, 28, 3)), ('s.png', (30, 30, 3))):
+    Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(tmp_path / name)
+  out = _run(capsys, stylize, '--official', f'--vgg_weights={files["vgg"]}',
+             f'--decoder_weights={files["decoder"]}', f'--content={tmp_path / "c.png"}',
+             f'--style={tmp_path / "s.png"}', '--alpha=0.6', '--size=30',
+             f'--out={tmp_path / "o.png"}')
+  assert 'AdaIN, the official release, α 0.6' in out and '(32×24)' in out
+  size = (24, 32)
+  content = stylize.resize(np.asarray(Image.open(tmp_path / 'c.png')), size) * 2 - 1
+  style_image = np.asarray(Image.open(tmp_path / 's.png'))
+  style_image = stylize.resize(stylize.crop_to_aspect(style_image, size), size) * 2 - 1
+  enc = pretrained.load_params(adain.ENCODER_WEIGHTS, weights=str(files['vgg']))
+  dec = pretrained.load_params(adain.DECODER_WEIGHTS, weights=str(files['decoder']))
+  encoder = adain.encoder('vgg_normalised')
+  c, s = (encoder.apply({'params': enc}, jnp.asarray(x)[None])['relu4_1']
+          for x in (content, style_image))
+  expected = adain.Decoder().apply({'params': dec}, adain.blend(c, [s], [1.0], 0.6))[0]
+  expected = np.clip(np.round((np.asarray(expected) + 1) / 2 * 255), 0, 255)
+  got = np.asarray(Image.open(tmp_path / 'o.png')).astype(float)
+  assert got.shape == (24, 32, 3) and np.abs(got - expected).max() <= 1
+  assert adain_recipe.official_pretrained(str(files['vgg']), str(files['decoder'])).step == 0
+  code = stylize.main(['--official', f'--vgg_weights={files["vgg"]}',
+                       f'--decoder_weights={tmp_path / "decoder.pth"}',
+                       f'--content={tmp_path / "c.png"}', f'--style={tmp_path / "s.png"}',
+                       f'--out={tmp_path / "o2.png"}'])
+  err = capsys.readouterr().err
+  assert code == 2 and "the official AdaIN decoder's weights" in err and err.count('\n') == 1
+  assert not (tmp_path / 'o2.png').exists()
 
 
 def test_evaluate_reproduces_the_runs_scores(adain_run, capsys):

@@ -198,6 +198,13 @@ CASES = [
          overrides={'data.resolution': 20}, config='configs/adain.py'),
     Case('adain-alpha-out-of-range', 'sampling.alpha=1.5 must be in [0, 1]',
          overrides={'sampling.alpha': 1.5}, config='configs/adain.py'),
+    Case('adain-unknown-encoder', "model.encoder='vgg16': use",
+         overrides={'model.encoder': 'vgg16'}, config='configs/adain.py'),
+    Case('adain-official-encoder-missing',
+         "official AdaIN encoder's weights not found (vgg_normalised.pth",
+         overrides={'model.encoder': 'vgg_normalised',
+                    'objective.vgg_weights': '/nonexistent/vgg_normalised.pth'},
+         config='configs/adain.py'),
     # An explicit weights path is looked up as given (never downloaded): one line naming it.
     Case('adain-vgg-weights-missing', '/nonexistent/vgg19.npz (from the weights argument) do '
          'not exist', overrides={'objective.vgg_weights': '/nonexistent/vgg19.npz'},

@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from conftest import (DIFFUSION_TINY, REPO, check_samples_and_swd, env_with_devices,
-                      kill_after_checkpoint, read_scalars, run_main, with_overrides)
+                      kill_after_checkpoint, read_scalars, run_main, tree_digest,
+                      with_overrides)
 import diffusion as diffusion_config
 from jaxgen.errors import UserError
 from jaxgen.recipes.diffusion import Diffusion
@@ -285,12 +286,14 @@ def test_generate_and_evaluate_with_a_guiding_run(diffusion_run, dcgan_run, tmp_
             '--guide: only diffusion runs take them'),
            (['evaluate', f'--workdir={dcgan_run}', f'--guide={npz}'],
             '--guide: only diffusion runs take a guiding network')]
+  runs_before = [tree_digest(run) for run in (diffusion_run, dcgan_run)]
   for (verb, *extra), expect in cases:
     more = ['--metrics=swd'] if verb == 'evaluate' else [f'--outdir={tmp_path / "c"}', '--seeds=0']
     result = run_module(f'jaxgen.{verb}', *extra, *more, check=False)
     errors = [l for l in result.stderr.splitlines() if l.startswith('jaxgen: error:')]
     assert result.returncode == 2 and len(errors) == 1 and expect in errors[0], result.stderr
     assert not (tmp_path / 'c').exists()
+  assert [tree_digest(run) for run in (diffusion_run, dcgan_run)] == runs_before
 
 
 def test_evaluate_with_a_sampler_override(diffusion_run, tmp_path):

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, tree_digest
 from jaxgen import posthoc_ema as P
 from jaxgen.errors import UserError
 from jaxgen.recipes.diffusion import Diffusion
@@ -185,6 +185,7 @@ def test_shared_run_snapshots_reconstruct_generate_and_evaluate(diffusion_run, t
 
 def test_phema_refuses_bad_input_and_writes_nothing(diffusion_run, dcgan_run, tmp_path):
   out = tmp_path / 'out'
+  runs_before = [tree_digest(run) for run in (diffusion_run, dcgan_run)]
   cases = [([f'--workdir={dcgan_run}', '--std=0.1'], 'holds no power-function EMA snapshots'),
            ([f'--workdir={tmp_path / "nowhere"}', '--std=0.1'], 'does not exist'),
            ([f'--workdir={diffusion_run}', '--std=0.3'], '--std=0.3'),
@@ -202,3 +203,4 @@ def test_phema_refuses_bad_input_and_writes_nothing(diffusion_run, dcgan_run, tm
   assert result.returncode == 2 and 'already exists' in result.stderr
   assert os.listdir(out) == ['phema-00000006-0.100.npz']  # Nothing written, nothing replaced.
   assert (out / 'phema-00000006-0.100.npz').read_bytes() == b'mine'
+  assert [tree_digest(run) for run in (diffusion_run, dcgan_run)] == runs_before

@@ -279,8 +279,11 @@ def test_every_spec_is_complete():
   specs = [pretrained.get_spec(name) for name in pretrained.SPECS]
   assert [s.name for s in specs] == list(pretrained.SPECS)
   for spec in specs:
-    assert len(spec.sha256) == 64 and int(spec.sha256, 16) >= 0, spec.name
-    assert spec.url.startswith('https://') and spec.url.endswith(spec.filename), spec.name
+    if spec.sha256:
+      assert len(spec.sha256) == 64 and int(spec.sha256, 16) >= 0, spec.name
+      assert spec.url.startswith('https://') and spec.url.endswith(spec.filename), spec.name
+    else:  # No published SHA-256 (the official AdaIN files): a page to fetch them from by hand.
+      assert spec.name.startswith('adain_') and spec.url.startswith('https://'), spec.name
     assert spec.env_var.startswith('JAXGEN_') and spec.converted_name.endswith('.npz')
     assert all(len(shape) >= 1 for shape in spec.shapes().values())
   # torchvision names its files by the SHA-256's first 8 hex digits.
@@ -290,6 +293,38 @@ def test_every_spec_is_complete():
   assert len({(s.subdir, s.converted_name) for s in specs}) == len(specs)
   with pytest.raises(UserError, match='unknown pretrained weights'):
     pretrained.get_spec('resnet50')
+
+
+def test_weights_without_a_published_hash_are_never_downloaded(tmp_path, monkeypatch, release,
+                                                               tiny_values):
+  """A spec with no SHA-256 (sha256=''): nothing found is one line that says to fetch the file by
+  hand, without a download; a copy given, or put in the cache, is taken on its layout alone and
+  converted into the cache once."""
+  import urllib.request
+  unpublished = dataclasses.replace(release, sha256='', url='https://example.org/releases')
+
+  def no_download(*args, **kwargs):
+    raise AssertionError('a file without a published SHA-256 was downloaded')
+
+  monkeypatch.setattr(urllib.request, 'urlopen', no_download)
+  cache = tmp_path / 'cache'
+  with pytest.raises(UserError, match='no SHA-256 is published') as error:
+    pretrained.resolve(unpublished, cache=cache)
+  assert '\n' not in str(error.value) and 'https://example.org/releases' in str(error.value)
+  with pytest.raises(UserError, match='no SHA-256 is published'):
+    pretrained.download(unpublished, cache / 'x.pth')
+  assert not cache.exists()
+  flat = pretrained.resolve(unpublished, weights=str(TINY), cache=cache)  # Explicit: no hash.
+  assert flat.keys() == pretrained.resolve(release, weights=str(TINY), cache=cache).keys()
+  folder = pretrained.cache_folder(unpublished, cache)
+  folder.mkdir(parents=True)
+  shutil.copy(TINY, folder / unpublished.filename)
+  cached = pretrained.resolve(unpublished, cache=cache)
+  assert (folder / unpublished.converted_name).is_file()
+  for name in flat:
+    np.testing.assert_array_equal(cached[name], flat[name])
+  (folder / unpublished.filename).unlink()  # The converted file now serves alone.
+  assert pretrained.resolve(unpublished, cache=cache).keys() == flat.keys()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -213,6 +213,14 @@ BAD_INPUT = [
      '--optimizer, --iterations are for Gatys'),
     ('alpha-out-of-range', ('--workdir={t}', '--alpha=1.5'), '--alpha=1.5 must be in [0, 1]'),
     ('workdir-not-a-run', ('--workdir={t}',), 'config.json does not exist'),
+    ('official-encoder-missing', ('--official', '--vgg_weights={t}/vgg_normalised.pth'),
+     "the official AdaIN encoder's weights not found (vgg_normalised.pth"),
+    ('decoder-weights-with-a-run', ('--workdir={t}', '--decoder_weights={t}/d.pth'),
+     '--decoder_weights names weights for --official; an AdaIN --workdir'),
+    ('vgg-weights-with-a-run', ('--workdir={t}', '--vgg_weights={t}/v.pth'),
+     '--vgg_weights names weights for Gatys et al. or --official; an AdaIN --workdir'),
+    ('decoder-weights-for-gatys', ('--decoder_weights={t}/d.pth',), '--decoder_weights is for'),
+    ('gatys-options-with-official', ('--official', '--iterations=3'), '--iterations is for Gatys'),
 ]
 
 

@@ -11,9 +11,13 @@ decoder alone by Adam (lr 1e-4, β 0.9, 0.999) with the official decay lr / (1 +
 batch 8 (jaxgen/objectives/style.py has the losses). Content images c come from domain A and
 style images s from domain B of a two-domain source, `data.source = 'unpaired:SPEC_A,SPEC_B'`
 (any two sources; jaxgen/data/unpaired.py), each randomly cropped to `task.crop` on its own (the
-official code resizes to 512² and crops 256²). The encoder is torchvision's ImageNet VGG19, found
-by jaxgen.pretrained (`objective.vgg_weights`, $JAXGEN_VGG19_WEIGHTS, the cache, a download): see
-jaxgen/models/adain.py for how it differs from the official `vgg_normalised.pth`.
+official code resizes to 512² and crops 256²). The encoder (`model.encoder`) is torchvision's
+ImageNet VGG19 ('vgg19', the default: `objective.vgg_weights`, $JAXGEN_VGG19_WEIGHTS, the cache, a
+download) or the official `vgg_normalised.pth` ('vgg_normalised': `objective.vgg_weights`,
+$JAXGEN_ADAIN_VGG_WEIGHTS or the cache; never downloaded, no hash being published), both found by
+jaxgen.pretrained; jaxgen/models/adain.py says how they differ. `official_pretrained` runs the
+official released networks (vgg_normalised.pth and decoder.pth) without training:
+`python -m jaxgen.stylize --official`.
 
 How it fits the recipe interface (jaxgen/recipes/__init__.py): the task is a `StyleTask`, whose
 inputs carry the content and the style images stacked on the channel axis, [N, H, W, 3 + 3k]
@@ -137,9 +141,14 @@ class AdaIN(recipes.OnePassSampling):
     self.content_weight = float(obj.content_weight)
     self.style_weight = float(obj.style_weight)
     self.vgg_weights = obj.get('vgg_weights', '') or None
+    self.encoder_kind = config.model.get('encoder', 'vgg19')
+    if self.encoder_kind not in adain_models.ENCODERS:
+      raise UserError(f'model.encoder={self.encoder_kind!r}: use "vgg19" (torchvision\'s ImageNet '
+                      'VGG19) or "vgg_normalised" (the official AdaIN encoder, '
+                      'vgg_normalised.pth)')
     dtype = jnp.dtype(config.model.dtype)
     self.decoder = adain_models.Decoder(dtype=dtype)
-    self.encoder = adain_models.encoder(dtype=dtype)
+    self.encoder = adain_models.encoder(self.encoder_kind, dtype=dtype)
     self.learning_rate = lr_schedule(o.lr, o.lr_decay)
     self.tx = optax.adam(self.learning_rate, o.b1, o.b2, eps=o.eps)
     self.train_size = self.task.train_size
@@ -156,9 +165,12 @@ class AdaIN(recipes.OnePassSampling):
   # Training.
 
   def prepare_training(self):
-    """Loads the encoder's ImageNet VGG19 weights: UserError naming the file when they cannot be
-    found."""
+    """Loads the encoder's weights (`model.encoder`): UserError naming the file when they cannot
+    be found."""
     if self._encoder_params is None:
+      if self.encoder_kind == 'vgg_normalised':
+        self._encoder_params = adain_models.load_official_encoder(self.vgg_weights)
+        return
       from jaxgen.models import vgg  # pylint: disable=import-outside-toplevel
       self._encoder_params = adain_models.encoder_params(
           vgg.load_params(19, weights=self.vgg_weights))
@@ -180,7 +192,8 @@ class AdaIN(recipes.OnePassSampling):
     else:
       from jaxgen import pretrained  # pylint: disable=import-outside-toplevel
       encoder_params = pretrained.unflatten({
-          k: jnp.zeros(s, jnp.float32) for k, s in adain_models.encoder_param_shapes().items()})
+          k: jnp.zeros(s, jnp.float32)
+          for k, s in adain_models.encoder_param_shapes(self.encoder_kind).items()})
     return TrainState(step=jnp.zeros((), jnp.int32), rng=rng, decoder_params=decoder_params,
                       opt_state=self.tx.init(decoder_params), encoder_params=encoder_params)
 
@@ -280,3 +293,40 @@ class AdaIN(recipes.OnePassSampling):
   def param_count(self, state):
     return {'decoder': recipes.count_params(state.decoder_params),
             'encoder (frozen)': recipes.count_params(state.encoder_params)}
+
+
+def official_config():
+  """The settings of the official test.py, as a config of this recipe: the official encoder,
+  α 1 (`official_pretrained`). Training settings are the official train.py's
+  (configs/adain.py:official); they are unused at test time. The source names the official
+  training data for the record; it is never opened."""
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  return ml_collections.ConfigDict({
+      'seed': 0,
+      'data': {'source': 'unpaired:coco/train2014,wikiart/train', 'resolution': 512,
+               'channels': 3, 'use_labels': False},
+      'task': {'crop': 256, 'flip': False},
+      'model': {'name': 'adain', 'dtype': 'float32', 'encoder': 'vgg_normalised',
+                'init_from': ''},
+      'objective': {'content_weight': 1.0, 'style_weight': 10.0, 'vgg_weights': ''},
+      'optimizer': {'lr': 1e-4, 'lr_decay': 5e-5, 'b1': 0.9, 'b2': 0.999, 'eps': 1e-8},
+      'sampling': {'alpha': 1.0}})
+
+
+def official_pretrained(vgg_weights=None, decoder_weights=None):
+  """The official released AdaIN (naoto0804/pytorch-AdaIN v0.0.0: vgg_normalised.pth and
+  decoder.pth, found by jaxgen.pretrained: the given files, $JAXGEN_ADAIN_VGG_WEIGHTS /
+  $JAXGEN_ADAIN_DECODER_WEIGHTS, or the cache) as a jaxgen.trained.TrainedRun at step 0, whose
+  `generate` stylises as the official test.py (tests/test_adain.py checks the networks against
+  the official code). UserError naming the file when one is missing."""
+  import collections  # pylint: disable=import-outside-toplevel
+  from jaxgen import trained  # pylint: disable=import-outside-toplevel
+  config = official_config()
+  recipe = AdaIN(config, num_classes=0)
+  encoder = adain_models.load_official_encoder(vgg_weights)
+  decoder = adain_models.load_official_decoder(decoder_weights)
+  state = collections.namedtuple('GeneratorState', AdaIN.generator_fields)(
+      decoder_params=jax.tree.map(jnp.asarray, decoder),
+      encoder_params=jax.tree.map(jnp.asarray, encoder))
+  return trained.TrainedRun(config=config, recipe=recipe, state=state, step=0, source=None,
+                            eval_source=None)
