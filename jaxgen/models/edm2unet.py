@@ -42,8 +42,9 @@ import numpy as np
 from jax import lax
 
 from jaxgen.errors import UserError
-from jaxgen.models.songunet import (BUFFERS, check_levels, downsample_2x, matmul_precision,
-                                    resample_kernel, self_attention, upsample_2x)
+from jaxgen.models.precision import matmul_precision
+from jaxgen.models.songunet import (BUFFERS, check_levels, downsample_2x, resample_kernel,
+                                    self_attention, upsample_2x)
 
 MP_WEIGHT = 'mp_weight'  # Name of every weight that forced weight normalisation acts on.
 SILU_GAIN = 0.596  # E[silu(x)²]^½ for x ~ N(0, 1): mp_silu's divisor.

@@ -74,6 +74,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen.errors import UserError
+from jaxgen.models.precision import matmul_precision
 
 NORMS = ('batch', 'instance', 'none')
 UNET_PRESETS = {'unet_256': 8, 'unet_128': 7}  # the official netG names → num_downs
@@ -93,10 +94,6 @@ def conv_bias(norm):
   """Whether a convolution followed by a norm layer has a bias: the official rule, true for
   instance norm only (batch norm's shift makes a bias redundant; 'none' follows the rule)."""
   return norm == 'instance'
-
-
-def _precision(dtype):
-  return lax.Precision.HIGHEST if jnp.dtype(dtype) == jnp.float32 else lax.Precision.DEFAULT
 
 
 def _normal_init(key, shape, dtype=jnp.float32):
@@ -124,7 +121,7 @@ def _correlate(layer, x, stride, padding, lhs_dilation=1, flip=False):
   y = lax.conv_general_dilated(
       x.astype(layer.dtype), kernel.astype(layer.dtype), (stride, stride), [padding] * 2,
       lhs_dilation=(lhs_dilation, lhs_dilation), dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
-      precision=_precision(layer.dtype))
+      precision=matmul_precision(layer.dtype))
   if layer.use_bias:
     y = y + layer.param('bias', nn.initializers.zeros, (layer.features,)).astype(layer.dtype)
   return y

@@ -51,6 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxgen.errors import UserError
+from jaxgen.models.precision import matmul_precision
 
 BUFFERS = 'buffers'  # the collection holding the (untrained) Fourier-embedding frequencies
 EMBEDDING_TYPES = ('positional', 'fourier')
@@ -101,11 +102,6 @@ class Init(NamedTuple):
 XAVIER = Init('xavier_uniform')
 XAVIER_ZERO = Init('xavier_uniform', 1e-5)
 XAVIER_ATTN = Init('xavier_uniform', math.sqrt(0.2))
-
-
-def matmul_precision(dtype):
-  """float32 means float32: EDM trains with TF32 disabled, so full precision on GPUs too."""
-  return lax.Precision.HIGHEST if jnp.dtype(dtype) == jnp.float32 else lax.Precision.DEFAULT
 
 
 # ------------------------------------------------------------------------------------------------
