@@ -89,16 +89,19 @@ def snapshot_name(step, std):
   return f'phema-{step:08d}-{std:.3f}'
 
 
-def reconstruct(snapshots, out_stds, out_nimg=None):
+def reconstruct(snapshots, out_stds, out_nimg=None, averaged=None):
   """Post-hoc EMAs of each σ_rel in `out_stds` at `out_nimg` images (None: the newest snapshot's
   time), reading one snapshot at a time (as the official reconstruct_phema.py: a run keeps
   hundreds of them).
 
   snapshots: [(nimg, std, arrays)], the power-function EMAs a run saved; arrays a {name: array}
   or a function that reads one. Only those at 0 < nimg ≤ out_nimg are used. Floating-point
-  arrays are accumulated in their own dtype (float32 from a run, as the official code);
-  others (e.g. counters) come from the newest snapshot used. UserError when out_nimg matches
-  no snapshot. Returns ([{name: array}] one per out_stds, coefficients [n_used, n_out]).
+  arrays are accumulated in float32 (or their own dtype, when wider) and returned in the
+  snapshots' dtype — float16 from a run — as the official reconstruct_phema.py does; others
+  (e.g. counters) come from the newest snapshot used, and so do the floating-point arrays
+  outside `averaged` (name prefixes, e.g. ('ema_params',): the official code copies a
+  network's buffers; None = average them all). UserError when out_nimg matches no snapshot.
+  Returns ([{name: array}] one per out_stds, coefficients [n_used, n_out]).
   """
   out_stds = check_std(out_stds, '--std')
   if not snapshots:
@@ -111,7 +114,7 @@ def reconstruct(snapshots, out_stds, out_nimg=None):
                     f'snapshot\'s time (these have {", ".join(map(str, times))})')
   used = sorted((s for s in snapshots if 0 < s[0] <= out_nimg), key=lambda s: (s[0], s[1]))
   weights = coefficients([s[0] for s in used], [s[1] for s in used], out_nimg, out_stds)
-  outs, shapes = [{} for _ in out_stds], None
+  outs, shapes, dtypes = [{} for _ in out_stds], None, {}
   for (_, _, arrays), row in zip(used, weights):
     arrays = arrays() if callable(arrays) else arrays
     got = {k: np.shape(v) for k, v in arrays.items()}
@@ -122,12 +125,17 @@ def reconstruct(snapshots, out_stds, out_nimg=None):
     for out, w in zip(outs, row):
       for name, value in arrays.items():
         value = np.asarray(value)
-        if not np.issubdtype(value.dtype, np.floating):
+        if not np.issubdtype(value.dtype, np.floating) or (
+            averaged is not None and not name.startswith(tuple(p + '/' for p in averaged))):
           out[name] = value
-        elif name in out:
+          continue
+        dtypes[name] = value.dtype
+        value = value.astype(np.promote_types(value.dtype, np.float32))
+        if name in out:
           out[name] += value * value.dtype.type(w)
         else:
           out[name] = value * value.dtype.type(w)
+  outs = [{k: v.astype(dtypes[k]) if k in dtypes else v for k, v in out.items()} for out in outs]
   return outs, weights
 
 
@@ -192,7 +200,8 @@ def write_reconstructions(workdir, stds, outdir, step=None, overwrite=False):
                     '--overwrite to replace it')
   recipe = train.create_recipe(config, types.SimpleNamespace(num_classes=meta['num_classes']))
   nimg = step * batch
-  outs, weights = reconstruct(snapshots, stds, nimg)
+  averaged = meta['snapshot'].get('averaged')  # Snapshots before it was recorded: all.
+  outs, weights = reconstruct(snapshots, stds, nimg, averaged)
   os.makedirs(outdir, exist_ok=True)
   written = []
   for j, (std, path, arrays) in enumerate(zip(stds, paths, outs)):

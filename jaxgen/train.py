@@ -143,6 +143,16 @@ class DivergenceCheck:
     if bad:
       self._fail(step, f'the train state\'s {bad} is not finite')
 
+  def snapshots(self, step, state, snapshots):
+    """Checks the state (`state`), then each snapshot as it will be kept: a finite float32
+    weight beyond float16's 65,504 is not finite in a float16 snapshot."""
+    self.state(step, state)
+    for name, (fields, _) in snapshots.items():
+      bad = checkpoint.first_non_finite(fields)
+      if bad:
+        self._fail(step, f'snapshot {name}\'s {bad} is not finite as the snapshot keeps it '
+                   '(e.g. beyond float16\'s 65,504)')
+
   def saved(self, step):
     self.newest_saved = step
 
@@ -299,7 +309,7 @@ def train_and_evaluate(config, workdir, allow_config_change=False):
         window_start, window_steps = time.time(), 0
       snapshots = recipe.snapshots(state, step) if hasattr(recipe, 'snapshots') else {}
       if snapshots:
-        divergence.state(step, state)  # As checkpoints: nothing non-finite is kept.
+        divergence.snapshots(step, state, snapshots)  # As checkpoints: nothing non-finite.
         write_snapshots(snapshots, recipe, step, config, workdir, is_chief)
       saved = True
       if step % config.eval.every_steps == 0 or step == num_steps:

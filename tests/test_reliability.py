@@ -111,12 +111,14 @@ def test_divergence_stops_before_any_non_finite_checkpoint(dcgan_run, tmp_path):
 
 def test_divergence_stops_before_any_non_finite_snapshot(tmp_path):
   """Snapshots (EDM2's power-function EMAs, every step here) are kept forever: a diverging
-  diffusion run stops before writing a non-finite one, as it does before a checkpoint."""
+  diffusion run stops before writing a non-finite one, as it does before a checkpoint — here
+  at the step whose float32 weights (lr 1e37 after a first step at lr 0) no longer fit the
+  snapshots' float16."""
   workdir = str(tmp_path / 'run')
   result = subprocess.run(main_command(workdir, config='configs/diffusion.py', **{
       'train.num_steps': 12, 'log.every_steps': 10, 'eval.every_steps': 100,
       'eval.at_start': False, 'checkpoint.every_steps': 100, 'optimizer.lr': 1e38,
-      'optimizer.lr_rampup_kimg': 0.0, 'train.ema_snapshot_kimg': 0.008}),
+      'optimizer.lr_rampup_kimg': 0.32, 'train.ema_snapshot_kimg': 0.008}),
       cwd=REPO, capture_output=True, text=True, env=env_with_devices(1), timeout=600)
   errors = [l for l in result.stderr.splitlines() if l.startswith('jaxgen: error:')]
   assert result.returncode != 0 and len(errors) == 1, result.stderr[-3000:]

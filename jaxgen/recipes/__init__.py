@@ -27,9 +27,10 @@ Training
                                    {field: pytree} over generator_fields, info JSON-able
                                    metadata. The loop writes each to WORKDIR/snapshots/<name>.npz
                                    in the export format (`generate --network` reads it).
-                                   Diffusion: EDM2's power-function EMAs every
-                                   train.ema_snapshot_kimg, info {'snapshot': {'nimg', 'std'}},
-                                   for post-hoc EMA (`python -m jaxgen.phema`)
+                                   Diffusion: EDM2's power-function EMAs (float16) every
+                                   train.ema_snapshot_kimg, info {'snapshot': {'nimg', 'std',
+                                   'averaged': the fields phema combines, the others it
+                                   copies}}, for post-hoc EMA (`python -m jaxgen.phema`)
   init_fields                      the state fields a new run takes from another run of the
                                    same recipe (`model.init_from`: a workdir or one of its
                                    checkpoints/<step>; `jaxgen.trained.read_init_from`), e.g.

@@ -336,12 +336,19 @@ class Diffusion:
 
   def snapshots(self, state, step):
     """The power-function EMAs to keep at `step` (every train.ema_snapshot_kimg): {name:
-    (generator fields, info)}, named as EDM2's snapshots; {} at other steps."""
+    (generator fields, info)}, named as EDM2's snapshots; {} at other steps. The EMAs are kept
+    in float16, as EDM2's training loop saves its snapshots (half the disk: a 1 Gimg
+    edm2_img64 run keeps 256); jaxgen.phema accumulates them in float32, as the official
+    reconstruct_phema.py."""
     if not self.snapshot_steps or step % self.snapshot_steps:
       return {}
     nimg = step * self.batch_size
+    half = lambda tree: jax.tree.map(lambda x: jnp.asarray(x, jnp.float16), tree)
+    # 'averaged': the fields phema combines; the rest (constant buffers) it copies, as the
+    # official reconstruct_phema.py copies a network's buffers.
     return {posthoc_ema.snapshot_name(step, std): (
-        {'ema_params': ema, 'buffers': state.buffers}, {'snapshot': {'nimg': nimg, 'std': std}})
+        {'ema_params': half(ema), 'buffers': state.buffers},
+        {'snapshot': {'nimg': nimg, 'std': std, 'averaged': ['ema_params']}})
             for std, ema in zip(self.ema_std, state.power_ema)}
 
   # ----------------------------------------------------------------------------------------------
