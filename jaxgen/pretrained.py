@@ -1,11 +1,11 @@
 """Pretrained weights: one way to find, check, convert and cache every published weight file.
 
 Each network that needs published weights (the FID Inception, torchvision's VGG16/VGG19, the
-LPIPS linear layers, the official AdaIN encoder and decoder) describes its file once, as a `WeightsSpec`: the published file's name,
-SHA-256 and URL, the environment variable that may point at a local copy, the cache
-sub-folder, and a converter from the PyTorch state_dict to jaxgen's flat parameters
-(`{'conv1_1/kernel': array, ...}`, kernels already HWIO). `resolve(spec)` then finds the
-weights, first match wins:
+LPIPS linear layers, the official AdaIN encoder and decoder) describes its file once, as a
+`WeightsSpec`: the published file's name, SHA-256 and URL, the environment variable that may
+point at a local copy, the cache sub-folder, and a converter from the PyTorch state_dict to
+jaxgen's flat parameters (`{'conv1_1/kernel': array, ...}`, kernels already HWIO).
+`resolve(spec)` then finds the weights, first match wins:
 
   1. an explicit path (a `weights=` argument, a `--weights` flag): a converted `.npz`, or the
      published `.pth` (SHA-256 checked) converted in memory;

@@ -232,10 +232,14 @@ def load_generator(path, flag='--network', config=None, need_data=False):
     fields[field] = traverse_util.unflatten_dict(
         {tuple(k[len(field) + 1:].split('/')): jax.numpy.asarray(v, expected[k].dtype)
          for k, v in got.items()})
-  # A named tuple: read by attribute as a train state, and a pytree that jit can take.
-  state = collections.namedtuple('GeneratorState', recipe.generator_fields)(**fields)
-  return TrainedRun(config=config, recipe=recipe, state=state, step=meta['step'], source=source,
-                    eval_source=eval_source)
+  return TrainedRun(config=config, recipe=recipe, state=generator_state(recipe, fields),
+                    step=meta['step'], source=source, eval_source=eval_source)
+
+
+def generator_state(recipe, fields):
+  """The generator `fields` ({field: pytree} over `recipe.generator_fields`) as a named tuple:
+  read by attribute as a train state, and a pytree that jit can take."""
+  return collections.namedtuple('GeneratorState', recipe.generator_fields)(**fields)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -12,12 +12,27 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+
 # The tests compile many small programs and run each a few steps: without LLVM's optimisations
 # XLA's CPU backend compiles them about twice as fast (the tiny StyleGAN2 run: 65 s instead of
 # 115 s on a 2-core CPU), for this process and the ones it starts. The same HLO, IEEE float
 # semantics either way; speed is measured by `jaxgen.bench`, never here.
 NO_LLVM_OPT = '--xla_backend_optimization_level=0'
 os.environ['XLA_FLAGS'] = f'{os.environ.get("XLA_FLAGS", "")} {NO_LLVM_OPT}'.strip()
+
+
+def fixture_maker(name):
+  """tests/data/make_<name>_fixture.py as a module: what a parity test draws again (the shared
+  weights, the layer tables) to check against the outputs that script recorded."""
+  import importlib.util  # pylint: disable=import-outside-toplevel
+  module = f'make_{name}_fixture'
+  spec = importlib.util.spec_from_file_location(
+      module, os.path.join(REPO, 'tests', 'data', f'{module}.py'))
+  script = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(script)
+  return script
+
+
 sys.path.insert(0, os.path.join(REPO, 'configs'))
 sys.path.insert(0, REPO)
 

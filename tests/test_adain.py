@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 import adain as adain_config
-from conftest import read_scalars
+from conftest import REPO, fixture_maker, read_scalars
 from jaxgen import data, stylize, trained
 from jaxgen.errors import UserError
 from jaxgen.models import adain
@@ -32,14 +32,8 @@ OFFICIAL_DECODER_CONVS = ((512, 256), (256, 256), (256, 256), (256, 256), (256, 
 def _official_fixture():
   """(recorded arrays, the official state_dicts they were made with): tests/data/adain_official.npz
   and make_adain_official_fixture.py's `state_dicts` (README_adain_official.md)."""
-  import importlib.util
-  import pathlib
-  here = pathlib.Path(__file__).parent / 'data'
-  spec = importlib.util.spec_from_file_location('make_adain_official_fixture',
-                                                here / 'make_adain_official_fixture.py')
-  script = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(script)
-  with np.load(here / 'adain_official.npz') as f:
+  script = fixture_maker('adain_official')
+  with np.load(os.path.join(REPO, 'tests', 'data', 'adain_official.npz')) as f:
     recorded = dict(f)
   return recorded, script.state_dicts(int(recorded['seed']))
 

@@ -9,7 +9,6 @@ LPIPS spec's SHA-256 and URL replaced by the fixture's.
 
 import dataclasses
 import hashlib
-import importlib.util
 import os
 import pathlib
 import pickle
@@ -22,6 +21,7 @@ import urllib.request
 import numpy as np
 import pytest
 
+from conftest import fixture_maker
 from jaxgen import pretrained
 from jaxgen.errors import UserError
 from jaxgen.metrics import lpips
@@ -32,18 +32,10 @@ TINY = DATA / 'tiny_state_dict.pth'
 ROOT = pathlib.Path(__file__).parent.parent
 
 
-def _fixture_script():
-  spec = importlib.util.spec_from_file_location('make_vgg_lpips_fixture',
-                                                DATA / 'make_vgg_lpips_fixture.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 @pytest.fixture(scope='module')
 def tiny_values():
   """What tiny_state_dict.pth holds, drawn again with NumPy (lin1 was saved as float16)."""
-  values = _fixture_script().tiny_state_dict_arrays()
+  values = fixture_maker('vgg_lpips').tiny_state_dict_arrays()
   values['lin1.model.1.weight'] = values['lin1.model.1.weight'].astype(np.float16)
   return values
 

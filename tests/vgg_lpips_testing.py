@@ -2,10 +2,11 @@
 inputs and outputs (tests/data/vgg_lpips.npz) and the weights they were recorded with, drawn
 again with NumPy by tests/data/make_vgg_lpips_fixture.py (README_vgg_lpips.md)."""
 
-import importlib.util
 import pathlib
 
 import numpy as np
+
+from conftest import fixture_maker
 
 DATA = pathlib.Path(__file__).parent / 'data'
 
@@ -14,10 +15,7 @@ def load():
   """(script, recorded, weights): make_vgg_lpips_fixture.py as a module (its layer tables), the
   recorded arrays {name: array}, and `script.shared_weights(seed)` of the recorded seed — the
   (vgg19, vgg16, lpips linear) state dicts and the images."""
-  spec = importlib.util.spec_from_file_location('make_vgg_lpips_fixture',
-                                                DATA / 'make_vgg_lpips_fixture.py')
-  script = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(script)
+  script = fixture_maker('vgg_lpips')
   with np.load(DATA / 'vgg_lpips.npz') as data:
     recorded = dict(data)
   return script, recorded, script.shared_weights(int(recorded['seed']))

@@ -127,11 +127,7 @@ def encoder(kind='vgg19', dtype=jnp.float32):
 def encoder_param_shapes(kind='vgg19'):
   """{'conv1_1/kernel': shape, ...} of the encoder's convolutions up to conv4_1."""
   if kind == 'vgg_normalised':
-    shapes = {}
-    for name, c_in, c_out, _ in OFFICIAL_ENCODER_PLAN:
-      k = 1 if name == 'conv0' else 3
-      shapes[f'{name}/kernel'], shapes[f'{name}/bias'] = (k, k, c_in, c_out), (c_out,)
-    return shapes
+    return _plan_shapes(OFFICIAL_ENCODER_PLAN)
   names = vgg.layer_names(19)
   last = names.index(ENCODER_LAYERS[-1])
   return {k: s for k, s in vgg.param_shapes(19).items()
@@ -173,12 +169,19 @@ def decoder_params_from_official(state_dict):
   return flat
 
 
+def _plan_shapes(plan):
+  """{'NAME/kernel': HWIO, 'NAME/bias': (out,)} of a plan's convolutions: 3×3, but for the
+  official encoder's 1×1 'conv0'."""
+  shapes = {}
+  for name, c_in, c_out, _ in plan:
+    k = 1 if name == 'conv0' else 3
+    shapes[f'{name}/kernel'], shapes[f'{name}/bias'] = (k, k, c_in, c_out), (c_out,)
+  return shapes
+
+
 def decoder_param_shapes():
   """{'conv4_1/kernel': shape, ...} of `Decoder`."""
-  shapes = {}
-  for name, c_in, c_out, _ in DECODER_PLAN:
-    shapes[f'{name}/kernel'], shapes[f'{name}/bias'] = (3, 3, c_in, c_out), (c_out,)
-  return shapes
+  return _plan_shapes(DECODER_PLAN)
 
 
 def encoder_params(vgg_params):

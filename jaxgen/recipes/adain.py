@@ -319,14 +319,12 @@ def official_pretrained(vgg_weights=None, decoder_weights=None):
   $JAXGEN_ADAIN_DECODER_WEIGHTS, or the cache) as a jaxgen.trained.TrainedRun at step 0, whose
   `generate` stylises as the official test.py (tests/test_adain.py checks the networks against
   the official code). UserError naming the file when one is missing."""
-  import collections  # pylint: disable=import-outside-toplevel
   from jaxgen import trained  # pylint: disable=import-outside-toplevel
   config = official_config()
   recipe = AdaIN(config, num_classes=0)
   encoder = adain_models.load_official_encoder(vgg_weights)
   decoder = adain_models.load_official_decoder(decoder_weights)
-  state = collections.namedtuple('GeneratorState', AdaIN.generator_fields)(
-      decoder_params=jax.tree.map(jnp.asarray, decoder),
-      encoder_params=jax.tree.map(jnp.asarray, encoder))
-  return trained.TrainedRun(config=config, recipe=recipe, state=state, step=0, source=None,
-                            eval_source=None)
+  state = trained.generator_state(recipe, {
+      'decoder_params': jax.tree.map(jnp.asarray, decoder),
+      'encoder_params': jax.tree.map(jnp.asarray, encoder)})
+  return trained.TrainedRun(config=config, recipe=recipe, state=state, step=0, source=None)
