@@ -182,7 +182,7 @@ def _sampling(recipe, state, config, mesh, num_batches, peak, task_inputs=None):
   from jaxgen import parallel
 
   devices = mesh.devices.size
-  n = -(-config.eval.batch_size // devices) * devices
+  n = parallel.device_batch(config.eval.batch_size, mesh)
   sharding = parallel.batch_sharding(mesh)
   labels = np.zeros((n,), np.int32)
 

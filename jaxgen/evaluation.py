@@ -135,8 +135,7 @@ class Evaluator:
     self.mesh = mesh
     self.source = source
     self.num_images = config.eval.num_images
-    devices = mesh.devices.size
-    self.batch_size = -(-config.eval.batch_size // devices) * devices
+    self.batch_size = parallel.device_batch(config.eval.batch_size, mesh)
     self.num_classes = recipe.num_classes
     self.seed = config.seed
     self.num_threads = config.data.num_threads
@@ -288,8 +287,7 @@ class PairedEvaluator:
     self.metric_names = metrics
     self.border = self.task.scale if self.task.scale > 1 else 0
     count = min(config.eval.num_images, len(source))
-    devices = mesh.devices.size
-    self.batch_size = -(-min(config.eval.batch_size, count) // devices) * devices
+    self.batch_size = parallel.device_batch(min(config.eval.batch_size, count), mesh)
     pairs = [self.task.eval_example(source[i], i, seed=config.seed) for i in range(count)]
     self.inputs = np.stack([p['input'] for p in pairs])
     self.targets = np.stack([p['image'] for p in pairs])
@@ -465,8 +463,7 @@ class UnpairedEvaluator:
       raise UserError(f'eval.metrics has ssim, whose 11×11 window needs images of at least 11 '
                       f'pixels, but the evaluation images are {self.reals_a.shape[1]}: evaluate '
                       'larger images (task.crop, data.resolution) or drop it')
-    devices = mesh.devices.size
-    self.batch_size = -(-min(config.eval.batch_size, count) // devices) * devices
+    self.batch_size = parallel.device_batch(min(config.eval.batch_size, count), mesh)
     self.swd = (SlicedWassersteinDistance(self.reals_b, seed=config.seed)
                 if 'swd' in metrics else None)
     self.inception = optional_inception(config, mesh, metrics, inception)
@@ -561,8 +558,7 @@ class StyleEvaluator:
     count = min(config.eval.num_images, len(source))
     pairs = [recipe.task.eval_example(source[i], i, seed=config.seed) for i in range(count)]
     self.inputs = np.stack([p['input'] for p in pairs])
-    devices = mesh.devices.size
-    self.batch_size = -(-min(config.eval.batch_size, count) // devices) * devices
+    self.batch_size = parallel.device_batch(min(config.eval.batch_size, count), mesh)
     sharding = parallel.batch_sharding(mesh)
     self._generate = jax.jit(recipe.generate, out_shardings=sharding)
     self._scores = jax.jit(recipe.style_scores)

@@ -229,8 +229,7 @@ def run(args):
                                    restored.step, args.network or args.workdir)
   generate = make_generator(restored, args, mesh, guide)
   # Whole batches, a multiple of the device count, so that one program serves every call.
-  devices = mesh.devices.size
-  batch = -(-min(args.batch_size, len(seeds)) // devices) * devices
+  batch = parallel.device_batch(min(args.batch_size, len(seeds)), mesh)
   label = 0 if args.class_index is None else args.class_index
   # Tracing (not compiling) checks the recipe's sampling options before anything is written.
   jax.eval_shape(generate, jax.ShapeDtypeStruct((batch,), np.uint32),

@@ -99,6 +99,14 @@ def with_shardings(abstract, shardings):
                       abstract, shardings)
 
 
+def device_batch(size, mesh):
+  """`size` rounded up to a multiple of the mesh's devices: the whole batches, each device an
+  equal share, in which evaluation and sampling run one compiled program for every call (the
+  last batch padded)."""
+  n = mesh.devices.size
+  return -(-size // n) * n
+
+
 def check_batch_size(global_batch_size, mesh):
   n = mesh.devices.size
   if global_batch_size % n:

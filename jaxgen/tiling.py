@@ -130,8 +130,7 @@ class Translator:
     if not 0 <= self.overlap < self.tile:
       raise UserError(f'--overlap={overlap} must be at least 0 and below the tile of '
                       f'{self.tile} px')
-    devices = mesh.devices.size
-    self.batch_size = -(-batch_size // devices) * devices
+    self.batch_size = parallel.device_batch(batch_size, mesh)
     state = restored.state
     options = dict(options or {})
     generate = jax.jit(lambda x: recipe.generate(state, x, None, **options),

@@ -23,6 +23,7 @@ writes the figures as JSON.
 """
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -33,6 +34,7 @@ import numpy as np
 JUDGE_VERSION = 1  # Part of the cache key: bump when the judge's network or training changes.
 
 
+@functools.lru_cache(maxsize=None)
 def judge_network():
   import flax.linen as nn  # pylint: disable=import-outside-toplevel
 
@@ -100,11 +102,17 @@ def train_judge(resolution, channels, classes, seed, *, count=30000, epochs=10, 
   return params
 
 
-def predict(params, num_classes, images):
-  """Class probabilities [N, K] of images in [-1, 1]."""
+@functools.lru_cache(maxsize=None)
+def _judge_apply(num_classes):
+  """The jitted fn(params, images) -> class probabilities, built once per class count."""
   import jax  # pylint: disable=import-outside-toplevel
   net = judge_network()(num_classes=num_classes)
-  apply = jax.jit(lambda p, x: jax.nn.softmax(net.apply(p, x)))
+  return jax.jit(lambda p, x: jax.nn.softmax(net.apply(p, x)))
+
+
+def predict(params, num_classes, images):
+  """Class probabilities [N, K] of images in [-1, 1]."""
+  apply = _judge_apply(num_classes)
   return np.concatenate([np.asarray(apply(params, images[i:i + 512]))
                          for i in range(0, len(images), 512)])
 
@@ -153,10 +161,11 @@ def make_sampler(run, options, mesh):
   return sample
 
 
-def class_accuracy(sample, num_classes, params, samples, devices, batch=256):
+def class_accuracy(sample, num_classes, params, samples, mesh, batch=256):
   """Per label: the judge's probabilities [samples, K] for `sample`'s images of that label
   (seeds 0..samples−1)."""
-  batch = -(-min(batch, samples) // devices) * devices  # Whole batches, a device multiple.
+  from jaxgen import parallel  # pylint: disable=import-outside-toplevel
+  batch = parallel.device_batch(min(batch, samples), mesh)
   probs = []
   for label in range(num_classes):
     images = []
@@ -234,7 +243,7 @@ def run(args):
   held_images, held_labels = render(resolution, channels, classes, seed + 1, args.held_out)
   held = predict(params, len(classes), held_images).argmax(-1)
   real = {names[k]: float((held[held_labels == k] == k).mean()) for k in range(len(classes))}
-  probs = class_accuracy(sample, len(classes), params, args.samples, mesh.devices.size)
+  probs = class_accuracy(sample, len(classes), params, args.samples, mesh)
   rows = {}
   for k, p in enumerate(probs):
     judged = np.bincount(p.argmax(-1), minlength=len(classes))
