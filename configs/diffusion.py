@@ -22,128 +22,18 @@ rings, cross, twice) has clean round discs; concentric rings or tight spirals in
 ring sample; stripes as two-colour bands, mostly wavy, a few labyrinths; recognisable crosses or
 X shapes in about 7 of 12 cross samples, fragmented marks in the rest; and in the square columns
 the same round blobs as in the disc ones. The goal — every shape of the data recognisable — is
-NOT met: four of the five shapes come out, squares do not. Fed real squares with noise, the
-trained denoiser returns the same image for the square label, the disc label and no label at
-every σ from 0.2 to 2: square at σ = 0.2, rounded at 0.5, a round blob from 1 up. It has not
-learned to use the disc/square label: a square differs from a disc of its size by a few corner
-pixels at a random orientation, so the label is worth little squared error at the noise levels
-where the shape is decided, and this net in this budget spends itself on the rest. Trained on
-discs and squares alone it does draw squares (below). Guidance 2 gives fainter stripes and
-blobbier crosses, guidance 4 thinner, fragmented crosses; 3 is between. SWD does not follow
-what the eye sees here; class accuracy does (`python tools/class_accuracy.py --workdir=RUN`: the
-share of a label's samples that a CNN trained on other embedded images assigns to that label;
-the CNN is right about 99.3–100 % of real images of each class). On this run, 128 samples per
-label: disc 0.922, square 0.391, stripes 0.898, rings 1.000, cross 0.992 (mean 0.841). The
-square label's samples are the disc label's round blobs, which the judge splits either side of
-its line: 8 % of the disc label's samples are judged squares, so the label adds about 0.31.
-
-How it got here (all on 16×16 embedded data, batch 32; until 2026-12-02 the 309 k parameter
-U-Net of channel_mult (1, 2, 2)):
-- All ten classes, unconditional, 2,000 steps (64 kimg; the 2026-12-01 default): palettes and
-  a centred blob with pixel speckle where the data has textures, SWD 46.6. At 64 kimg nothing
-  changed the samples from the same latents — an EMA of 8 kimg, lr 0.001, 32 channels (1.2 M
-  parameters), channel_mult (1, 2, 4) with attention at 4², two blocks per level, 50 Heun
-  steps, EDM's churn: the nets converge to the same function and the images seen are the
-  clock. 8,000 steps (256 kimg): flat backgrounds, irregular blobs, cell-like textures.
-- Disc, square, triangle and cross, unconditional, 64 kimg: multi-coloured irregular blobs on
-  clean backgrounds (SWD 40.7); batch 8 × 8,000 steps, 32 channels, attention at 8², the lr
-  cool-down: the same. The official EDM code (NVlabs' networks.py, loss.py and edm_sampler,
-  trained unconditionally with these settings by tools/edm_reference_tiny.py on the same
-  images) gives the same multi-coloured blobs at 64 kimg, and single-coloured blobs with a few
-  crosses and discs at 256 kimg with the cool-down: the samples are what EDM's recipe learns in
-  this budget, not a defect of this port.
-- The same four, conditional with guidance 2, 192 kimg: round discs for the disc and the square
-  labels alike, small irregular marks for triangles, blobs that grow arms at guidance 3–4 for
-  crosses (SWD 38.8); P_mean −1.2 (the paper's) about the same. With channel_mult (1, 2) — two
-  levels, 181 k parameters, today's net without its residual encoder and skip decoder — clean
-  discs and crosses (SWD 33.4 / 36.9; 9.6 minutes, 396 images/s, before GroupNorm was made 1.3×
-  faster).
-- Disc, square, stripes, rings and cross, conditional, 192 kimg (6.1 minutes): discs and
-  ragged crosses; stripes as wavy speckle, rings as speckle (SWD 38.0). Dropping rings and
-  sampling at guidance 3 instead of 2 gave the previous default (below).
-- Disc and square only (`--config.data.classes='(0,1)'`), 192 kimg, guidance 3 (5.3 minutes,
-  698 images/s, SWD 38.0 / 36.8): the square label now gives angular shapes — several clear
-  rotated squares, some triangular or irregular ones — beside clean discs. Squares are
-  learnable in this budget when this small net shares itself among two classes; with four, not
-  even at 384 kimg (96 kimg of squares in both runs).
-- The previous default with 24 channels (`--config.model.model_channels=24`, 404 k
-  parameters): 10.0 minutes, 364 images/s, SWD 33.5 / 37.6; clearer stripes and cleaner crosses
-  than at 16 channels, squares only a little more angular — over this CPU budget.
-- More capacity for squares, before the period floor below (the disc, square and cross images
-  are the same with it): 48 channels at 8² (`channel_mult (1, 3)`, 7.1 minutes, SWD 34.4), or
-  ADM's adaptive scale and shift for the embedding instead of DDPM++'s added bias (5.0
-  minutes, SWD 37.2): squares as round as before.
-- 2026-12-03: the embedded data's periods are floored at 3 pixels (jaxgen/data/procedural.py);
-  before, stripes of 2–3 pixels and rings of 1.6–3.2 aliased at 16² in the data itself. The
-  previous default then gave the stripes below (before: speckle with a few diagonal bands).
-- All five of the issue's shapes (`--config.data.classes='(0,1,3,4,8)'`) after the floor: with
-  the plain two-level net (5.6 minutes, SWD 44.9) stripes and rings both come out as
-  two-colour labyrinths; with a third level (`channel_mult (1, 2, 2)`, 5.5 minutes, SWD 45.6)
-  the stripe and ring labels give the same labyrinths from the same latents; with four levels
-  (`channel_mult (1, 2, 2, 2)`, down to 2², 571 images/s, 6.5 minutes, SWD 42.9 / 47.1) the
-  ring label gives concentric rings and the stripe label wavy stripes, but discs and squares
-  come out as irregular speckled blobs and crosses ragged.
-- The same five, 2026-12-03, two-level net unless said, 6,000 steps: attention at 8² (5.8
-  minutes, SWD 43.6) — labyrinth rings, ragged crosses; four levels at lr 0.002 (6.4 minutes,
-  SWD 40.2) — rings, chaotic stripes, blob discs; four levels with the residual encoder and
-  skip decoder (6.9 minutes, SWD 40.8) — spiral rings, blobs, ragged crosses; the residual
-  encoder and skip decoder on this two-level net (4.8 minutes, 800 images/s, SWD 42.0) —
-  concentric rings and spirals instead of labyrinths, at no cost. Adding NCSN++'s Fourier
-  embedding and [1,3,3,1] resampling: 6.5 minutes, SWD 44.6, no better. Adam β2 0.99: SWD 45.2.
-  The residual/skip net at 12,000 steps (9.1 minutes, SWD 39.6) and 10,000 (8.0 minutes, SWD
-  38.2) give the rings, stripes and crosses of this default; 10,000 is it. On the four-class
-  data lr 0.008 is no better: speckled stripes, ragged crosses (SWD 36.6). Guidance limited to
-  σ in (0.28, 5.42] (Kynkäänniemi et al. 2024), tried on the four-level net, changes nothing
-  visible. On this default, for the squares: P_std 1.0 (8.9 minutes, SWD 44.1 / 41.2;
-  straighter stripes) and a 128-channel embedding (`model.channel_mult_emb=8`, 212 k
-  parameters, 9.3 minutes, SWD 43.6 / 39.7) — squares as round as before.
-- 2026-12-03, later, on this default (a 2-core machine that ran its cost in 9.5 minutes), for
-  the squares: squares a third of the data instead of a fifth (9.5 minutes, SWD 36.6 / 36.6) —
-  squares round, crosses worse; 24 channels at both levels (`model_channels=24,
-  channel_mult=(1, 1)`, 172 k parameters, 11.6 minutes, SWD 43.8 / 38.0) — squares round,
-  labyrinth stripes; classifier-free guidance 8 or 15 within σ in (0.3, 3] — the disc and
-  square rows stay identical; autoguidance (Karras et al. 2024: D_bad + w·(D − D_bad) with this
-  net after 2,500 steps as D_bad, w 2–4; now `generate --guide`) — straighter stripes and
-  cleaner rings, squares round. EDM2's magnitude-preserving U-Net (`--config.model.arch=edm2
-  --config.objective.name=edm2 --config.optimizer.b2=0.99`, 1.28× the training images/s in
-  `jaxgen.bench`), with a 32-wide embedding (`model.channel_mult_emb=2`, 165 k parameters):
-  lr 0.003 noise (SWD 85.1); 0.01 (7.8 minutes, SWD 61.9 / 53.5) blurry stripes and
-  fragmented crosses; 0.03 (7.8 minutes, SWD 62.0 / 54.1) a cross in nearly every cross
-  sample, clean rings, low-contrast stripe bands, round squares; 0.06 the same (55.3). With
-  this default's 64-wide embedding and lr 0.03 (174 k parameters, 8.0 minutes, SWD 58.5 /
-  48.4; README): the same, stripes a little sharper, squares as round.
-- The previous default (disc, square, stripes, cross; the plain two-level DDPM++; 6,000 steps):
-  4.7 minutes, 751 images/s, SWD 39.4 / 35.4 — clean discs, crosses, half the stripe samples as
-  bands, round squares, and no rings in its data.
-- 2026-12-03, on this default: post-hoc EMA (`--config.train.ema_std='(0.05,0.1)'
-  --config.train.ema_snapshot_kimg=32`, then `python -m jaxgen.phema`; the same SWDs during
-  training): SWD 37.9 / 37.3 / 36.9 / 37.0 / 38.5 / 50.0 at σ_rel 0.01 / 0.03 / 0.075 / 0.1 /
-  0.15 / 0.25 against 38.2 for the EMA above; autoguidance by this config trained for 2,500
-  steps (`--guide=RUN --guidance=3`): SWD 36.1, straight stripes, solid crosses, round squares
-  (README); by an 8-channel guide of 2,500 steps at w 2: SWD 34.7, squares as round.
-  2×2 patches as in DiT (16² → 8² × 12 channels, a 32/64-channel U-Net, 732 k
-  parameters, the default's speed): SWD 44.2 / 38.9 and 2×2 block artefacts, squares round.
-- 2026-12-03, fourth pass at the squares, measured by class accuracy (above; square and disc
-  labels' shares judged square, then the mean over the five labels). The default run sampled
-  otherwise: guidance 1 — square 0.711, but 0.320 of the disc label's samples too, and stripes
-  0.664, crosses 0.633 (mean 0.722); guidance 6 — 0.258 / 0.156 (0.802); 40 Heun steps —
-  0.352 / 0.063 (0.834); EDM's churn (S_churn 40) — 0.352 / 0.094 (0.812); guidance only above
-  σ = 1 (a patched sampler, an earlier judge of the same design) — about 0.6 / 0.15, crosses
-  0.88. Trained otherwise (10,000 steps,
-  same data): the square loss weighted 4× — 0.492 / 0.164 (0.841); a curriculum, the first 96
-  kimg discs and squares only — 0.430 / 0.188 (0.798), stripes and rings worse; attention at
-  8² — 0.359 / 0.063 (0.819); EDM2's U-Net above (lr 0.03) — 0.570 / 0.070 (0.889, the best
-  figure, still irregular blobs to the eye); the plain two-level DDPM++ without the residual
-  encoder and skip decoder — 0.484 / 0.086 (0.869; spiral and labyrinth rings, ragged
-  crosses). Discs and squares alone (`--config.data.classes='(0,1)'`): this net, 10,000 steps —
-  0.562 / 0.133, irregular angular blobs; the plain two-level net, 6,000 steps — 0.844 / 0.008,
-  rotated squares and some triangles to the eye. So the squares are learnable by a net this
-  size in this budget on two classes, not on five, whatever share of the data or the loss
-  they get, and sampling choices only move the judge's line.
-- 32×32 (`--config.data.resolution=32 --config.model.model_channels=8
-  --config.model.channel_mult='(1,2,4)'`, 8/16/32 channels, five classes, 4,500 steps of 32):
-  10.0 minutes, 278 images/s, SWD 70.2 — multi-coloured speckled blobs and textures; at 32²
-  this budget is far from enough.
+NOT met: four of the five shapes come out, squares do not. The trained denoiser has not learned
+to use the disc/square label (fed real squares with noise, it returns the same image for the
+square label, the disc label and no label at every σ from 0.2 to 2): a square differs from a
+disc of its size by a few corner pixels at a random orientation, worth little squared error at
+the noise levels where the shape is decided. Class accuracy measures it (`python
+tools/class_accuracy.py --workdir=RUN`: the share of a label's samples that a CNN trained on
+other embedded images assigns to that label; the CNN is right about 99.3–100 % of real images
+of each class). On this run, 128 samples per label: disc 0.922, square 0.391, stripes 0.898,
+rings 1.000, cross 0.992 (mean 0.841); 8 % of the disc label's samples are judged squares too.
+Trained on discs and squares alone, a net of this size does draw squares (0.844); on the five
+classes nothing tried so far does. How this default was chosen, and every attempt at the
+squares with its figures: docs/diffusion_cpu_default.md.
 On 2-core machines this network trains ~1.6× faster split over two XLA devices (264 against 162
 images/s in `jaxgen.bench` on an earlier machine); DCGAN's quickstart does not gain (203
 against 213), so only this config sets `train.cpu_devices`.

@@ -13,7 +13,14 @@ takes 5.5 minutes on two CPU cores (the judge's training most of it), a later on
 minute.
 
 Prints the judge's accuracy on held-out real images, then for each label the share of its
-samples judged as that label and the confusion row (which classes they were judged as). The
+samples judged as that label, the confusion row (which classes they were judged as) and the
+intra-class Fréchet distance: intra-FID (Miyato & Koyama 2018, FID within each class) in the
+judge's 128 hidden features instead of Inception's, between the label's samples and the held-out
+real images of its class (--held_out over all classes), beside the same distance for as many
+other real images as samples (the floor; with 128 samples in 128 dimensions the distance is
+biased upwards, so compare runs at the same --samples). Accuracy is a forced choice — an
+irregular angular blob drawn for the square label is judged a square rather than a disc — and
+the distance says how far the samples of a label are from the real images of its class. The
 samples are drawn as `jaxgen.generate` draws them, seeds 0..N−1, with the run's sampling
 settings unless overridden. A judge is a classifier, not a person: on a shape it never saw (a
 round blob drawn for the square label) its answer is one of the classes it knows, so read a
@@ -44,12 +51,16 @@ def judge_network():
     num_classes: int
 
     @nn.compact
-    def __call__(self, x):
+    def __call__(self, x, features=False):
+      """Logits [N, K]; with `features`, (logits, the hidden layer [N, 128])."""
       for width in (32, 64, 128):
         x = nn.relu(nn.Conv(width, (3, 3))(x))
         x = nn.relu(nn.Conv(width, (3, 3))(x))
         x = nn.max_pool(x, (2, 2), (2, 2))
-      return nn.Dense(self.num_classes)(nn.relu(nn.Dense(128)(x.mean((1, 2)))))
+      head = nn.Dense(self.num_classes)  # Made first: Dense_0, as the cached judges have it.
+      hidden = nn.relu(nn.Dense(128)(x.mean((1, 2))))
+      logits = head(hidden)
+      return (logits, hidden) if features else logits
 
   return Judge
 
@@ -104,17 +115,28 @@ def train_judge(resolution, channels, classes, seed, *, count=30000, epochs=10, 
 
 @functools.lru_cache(maxsize=None)
 def _judge_apply(num_classes):
-  """The jitted fn(params, images) -> class probabilities, built once per class count."""
+  """The jitted fn(params, images) -> (class probabilities, hidden features), built once per
+  class count."""
   import jax  # pylint: disable=import-outside-toplevel
   net = judge_network()(num_classes=num_classes)
-  return jax.jit(lambda p, x: jax.nn.softmax(net.apply(p, x)))
+
+  def apply(p, x):
+    logits, hidden = net.apply(p, x, features=True)
+    return jax.nn.softmax(logits), hidden
+
+  return jax.jit(apply)
+
+
+def judge(params, num_classes, images):
+  """(class probabilities [N, K], the judge's hidden features [N, 128]) of images in [-1, 1]."""
+  apply = _judge_apply(num_classes)
+  outs = [apply(params, images[i:i + 512]) for i in range(0, len(images), 512)]
+  return tuple(np.concatenate([np.asarray(o[j]) for o in outs]) for j in range(2))
 
 
 def predict(params, num_classes, images):
   """Class probabilities [N, K] of images in [-1, 1]."""
-  apply = _judge_apply(num_classes)
-  return np.concatenate([np.asarray(apply(params, images[i:i + 512]))
-                         for i in range(0, len(images), 512)])
+  return judge(params, num_classes, images)[0]
 
 
 def load_or_train_judge(resolution, channels, classes, seed, cache, log=print):
@@ -162,8 +184,8 @@ def make_sampler(run, options, mesh):
 
 
 def class_accuracy(sample, num_classes, params, samples, mesh, batch=256):
-  """Per label: the judge's probabilities [samples, K] for `sample`'s images of that label
-  (seeds 0..samples−1)."""
+  """Per label: the judge's (probabilities [samples, K], features [samples, 128]) for
+  `sample`'s images of that label (seeds 0..samples−1)."""
   from jaxgen import parallel  # pylint: disable=import-outside-toplevel
   batch = parallel.device_batch(min(batch, samples), mesh)
   probs = []
@@ -174,8 +196,30 @@ def class_accuracy(sample, num_classes, params, samples, mesh, batch=256):
       out = np.asarray(sample(seeds, np.full((batch,), label, np.int32)))
       images.append(out[:min(batch, samples - start)])
     images = np.clip(np.concatenate(images), -1.0, 1.0).astype(np.float32)
-    probs.append(predict(params, num_classes, images))
+    probs.append(judge(params, num_classes, images))
   return probs
+
+
+def intra_class_fd(real_features, real_labels, sample_features):
+  """Per label k: the Fréchet distance between Gaussians fitted to the judge's features of
+  label k's samples and of the real images of class k — intra-FID (Miyato & Koyama 2018, FID
+  within each class) with the judge in Inception's place. With as few samples as features the
+  covariances are singular and the distance is biased upwards: read it beside the same
+  distance for as many other real images (the floor), not as an absolute figure."""
+  import warnings  # pylint: disable=import-outside-toplevel
+  from jaxgen.metrics import fid  # pylint: disable=import-outside-toplevel
+
+  def stats(features):
+    features = np.asarray(features, np.float64)
+    return features.mean(0), np.cov(features, rowvar=False)
+
+  distances = []
+  for k, fake in enumerate(sample_features):
+    with warnings.catch_warnings():  # Singular covariances, expected here (see above).
+      warnings.simplefilter('ignore')
+      distances.append(fid.frechet_distance(*stats(real_features[real_labels == k]),
+                                            *stats(fake)))
+  return distances
 
 
 def parse_options(given):
@@ -217,9 +261,9 @@ def run(args):
   from jaxgen.data.procedural import CLASS_NAMES  # pylint: disable=import-outside-toplevel
   from jaxgen.errors import UserError  # pylint: disable=import-outside-toplevel
 
-  if args.samples < 1 or args.held_out < 1:
+  if args.samples < 2 or args.held_out < 2:
     raise UserError(f'--samples={args.samples}, --held_out={args.held_out}: each must be at '
-                    'least 1')
+                    'least 2 (a covariance needs two or more)')
   options = parse_options(args.option)
   if args.output and os.path.isdir(args.output):
     raise UserError(f'--output={args.output} is a folder: give a file name')
@@ -230,9 +274,12 @@ def run(args):
     raise UserError(f'{args.workdir} is not a class-conditional run on the embedded data '
                     f'(data.source={config.data.source!r}, data.use_labels='
                     f'{config.data.use_labels}): the judge knows only the embedded shapes')
+  classes = tuple(config.data.classes) or tuple(range(len(CLASS_NAMES)))
+  if args.held_out < 2 * len(classes):
+    raise UserError(f'--held_out={args.held_out}: give at least 2 per class, '
+                    f'{2 * len(classes)} for these {len(classes)}')
   sample = make_sampler(restored, options, mesh)
 
-  classes = tuple(config.data.classes) or tuple(range(len(CLASS_NAMES)))
   names = [CLASS_NAMES[c] for c in classes]
   resolution, channels = config.data.resolution, config.data.channels
   seed = config.data.seed + 1  # Images the run never saw; held-out ones from seed + 1 + 1.
@@ -241,22 +288,33 @@ def run(args):
   params, _ = load_or_train_judge(resolution, channels, classes, seed, cache, log=log)
 
   held_images, held_labels = render(resolution, channels, classes, seed + 1, args.held_out)
-  held = predict(params, len(classes), held_images).argmax(-1)
+  held_probs, held_features = judge(params, len(classes), held_images)
+  held = held_probs.argmax(-1)
   real = {names[k]: float((held[held_labels == k] == k).mean()) for k in range(len(classes))}
-  probs = class_accuracy(sample, len(classes), params, args.samples, mesh)
+  outputs = class_accuracy(sample, len(classes), params, args.samples, mesh)
+  distances = intra_class_fd(held_features, held_labels, [f for _, f in outputs])
+  # The floor: as many other real images per class as there are samples per label.
+  floor_images, floor_labels = render(resolution, channels, classes, seed + 2,
+                                      args.samples * len(classes))
+  floor_features = judge(params, len(classes), floor_images)[1]
+  floors = intra_class_fd(held_features, held_labels,
+                          [floor_features[floor_labels == k] for k in range(len(classes))])
   rows = {}
-  for k, p in enumerate(probs):
+  for k, (p, _) in enumerate(outputs):
     judged = np.bincount(p.argmax(-1), minlength=len(classes))
     rows[names[k]] = {'accuracy': float(judged[k] / len(p)),
-                      'judged_as': {names[j]: int(judged[j]) for j in range(len(classes))}}
+                      'judged_as': {names[j]: int(judged[j]) for j in range(len(classes))},
+                      'fd': distances[k], 'fd_real': floors[k]}
   print('real images (the judge):  ' + '  '.join(f'{n} {a:.3f}' for n, a in real.items()))
   for name, row in rows.items():
     judged = ', '.join(f'{n} {c}' for n, c in row['judged_as'].items() if c)
-    print(f'label {name:<8} samples judged {name}: {row["accuracy"]:.3f}   ({judged})')
+    print(f'label {name:<8} samples judged {name}: {row["accuracy"]:.3f}   intra-class FD '
+          f'{row["fd"]:6.1f} (real {row["fd_real"]:4.1f})   ({judged})')
   mean = float(np.mean([row['accuracy'] for row in rows.values()]))
   figures = {'workdir': args.workdir, 'step': int(restored.step),
              'samples_per_label': args.samples, 'options': options, 'judge_on_real': real,
-             'labels': rows, 'mean': mean}
+             'labels': rows, 'mean': mean, 'mean_fd': float(np.mean(distances)),
+             'mean_fd_real': float(np.mean(floors))}
   if args.output:
     with open(args.output, 'w', encoding='utf-8') as f:
       json.dump(figures, f, indent=2)
@@ -267,8 +325,9 @@ def main(argv=None):
   from jaxgen.cli import run_command  # pylint: disable=import-outside-toplevel
   args = parse_args(sys.argv[1:] if argv is None else argv)
   return run_command(run, args, lambda figures: (
-      f'mean class accuracy: {figures["mean"]:.3f} over {figures["samples_per_label"]} samples '
-      'per label'))
+      f'mean class accuracy: {figures["mean"]:.3f}, intra-class FD {figures["mean_fd"]:.1f} '
+      f'(real images: {figures["mean_fd_real"]:.1f}), over {figures["samples_per_label"]} '
+      'samples per label'))
 
 
 if __name__ == '__main__':
