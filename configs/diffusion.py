@@ -14,26 +14,30 @@ class-conditional on the five shapes of the embedded data (disc, square, stripes
 last 30 % (`optimizer.lr_cooldown`, not in EDM), EMA half-life 1 kimg, the host split into two
 XLA devices (`train.cpu_devices`).
 
-Measured on 2026-12-03 on a 2-core CPU (JAX 0.10.2; a Xeon with AMX, about 1.25× faster at
-this net than 2026-12-02's 2-core machine): 8.0 minutes with start-up and two evaluations,
-730 training images/s; SWD ×10³ 41.7 at step 5,000, 38.2 at 10,000. Expect about 10 minutes on
-the slower machines. The final grid (`samples/00010000.png`, ten columns: disc, square, stripes,
-rings, cross, twice) has clean round discs; concentric rings or tight spirals in nearly every
-ring sample; stripes as two-colour bands, mostly wavy, a few labyrinths; recognisable crosses or
-X shapes in about 7 of 12 cross samples, fragmented marks in the rest; and in the square columns
-the same round blobs as in the disc ones. The goal — every shape of the data recognisable — is
-NOT met: four of the five shapes come out, squares do not. The trained denoiser has not learned
-to use the disc/square label (fed real squares with noise, it returns the same image for the
-square label, the disc label and no label at every σ from 0.2 to 2): a square differs from a
-disc of its size by a few corner pixels at a random orientation, worth little squared error at
-the noise levels where the shape is decided. Class accuracy measures it (`python
-tools/class_accuracy.py --workdir=RUN`: the share of a label's samples that a CNN trained on
-other embedded images assigns to that label; the CNN is right about 99.3–100 % of real images
-of each class). On this run, 128 samples per label: disc 0.922, square 0.391, stripes 0.898,
-rings 1.000, cross 0.992 (mean 0.841); 8 % of the disc label's samples are judged squares too.
-Trained on discs and squares alone, a net of this size does draw squares (0.844); on the five
-classes nothing tried so far does. How this default was chosen, and every attempt at the
-squares with its figures: docs/diffusion_cpu_default.md.
+Measured on 2026-12-03 on a 2-core CPU (JAX 0.10.2; a Xeon with AMX, about 1.25× faster at this
+net than 2026-12-02's 2-core machine): 8.0 minutes with start-up and two evaluations, 730
+training images/s; SWD ×10³ 41.7 at step 5,000, 38.2 at 10,000. On 2026-12-04's 2-core AMD EPYC:
+9.9 minutes, about 600 images/s, the same SWDs and class accuracies to the digit. The final grid
+(`samples/00010000.png`, ten columns: disc, square, stripes, rings, cross, twice) has clean
+round discs; concentric rings or tight spirals in nearly every ring sample; stripes as
+two-colour bands, mostly wavy, a few labyrinths; recognisable crosses or X shapes in about 7 of
+12 cross samples, fragmented marks in the rest; and in the square columns the same round blobs
+as in the disc ones. The goal — every shape of the data recognisable — is NOT met: four of the
+five shapes come out, squares do not. A square differs from a disc of its size by a few corner
+pixels at a random orientation, and the trained denoiser uses the label little where the shape
+is laid out: on real squares with noise, the disc label's squared error is 14 % above the square
+label's at σ 0.1–0.2, 8 % at 0.5, 1.6 % at 1 and under 1 % from 1.4 up. Class accuracy measures
+the samples (`python tools/class_accuracy.py --workdir=RUN`: the share of a label's samples that
+a CNN trained on other embedded images assigns to that label, right about 99.3–100 % of real
+images of each class; and the intra-class Fréchet distance in that CNN's features, against
+2.2–16.7 between two sets of real images). On this run, 128 samples per label: disc 0.922,
+square 0.391, stripes 0.898, rings 1.000, cross 0.992 (mean 0.841; intra-class FD 22.9, 236.3,
+361.7, 353.6, 148.9); 8 % of the disc label's samples are judged squares too. Trained on discs
+and squares alone, a net of this size does draw squares (0.844); on the five classes EDM2's
+U-Net draws more of them the longer it trains (0.570, 0.648, 0.734 at 10,000, 12,500 and 16,000
+steps), irregular angular shapes more than squares to the eye, and nothing tried in this budget
+does. How this default was chosen, and every attempt at the squares with its figures:
+docs/diffusion_cpu_default.md.
 On 2-core machines this network trains ~1.6× faster split over two XLA devices (264 against 162
 images/s in `jaxgen.bench` on an earlier machine); DCGAN's quickstart does not gain (203
 against 213), so only this config sets `train.cpu_devices`.

@@ -45,21 +45,26 @@ def test_judge_tells_embedded_classes_apart():
 
 
 def test_refusals_are_one_line_and_write_nothing(diffusion_run, tmp_path, capsys):
-  """An unconditional run (the shared tiny one), an unknown option, an option value the recipe
-  refuses: exit 2 with one error line, no judge trained or cached, the run untouched."""
+  """An unconditional run (the shared tiny one), an unknown option, too few samples, a missing
+  generator file, --best with a file: exit 2 with one error line, no judge trained or cached,
+  the run untouched."""
   tool = _tool()
   before = tree_digest(diffusion_run)
   cache = tmp_path / 'cache'
+  run = ['--workdir', diffusion_run]
+  missing = str(tmp_path / 'absent.npz')
   cases = [
-      ([], 'is not a class-conditional run on the embedded data'),
-      (['--option=speed=2'], '--option=speed=2: give NAME=VALUE with NAME one of'),
-      (['--samples=0'], '--samples=0'),
+      (run, 'is not a class-conditional run on the embedded data'),
+      (run + ['--option=speed=2'], '--option=speed=2: give NAME=VALUE with NAME one of'),
+      (run + ['--samples=0'], '--samples=0'),
+      (['--network', missing], f'--network={missing}'),
+      (['--network', missing, '--best'], '--best picks a checkpoint of a --workdir'),
   ]
-  for extra, message in cases:
-    rc = tool.main(['--workdir', diffusion_run, '--cache', str(cache)] + extra)
+  for argv, message in cases:
+    rc = tool.main(argv + ['--cache', str(cache)])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2, extra
-    assert len(err) == 1 and message in err[0], (extra, err)
+    assert rc == 2, argv
+    assert len(err) == 1 and message in err[0], (argv, err)
   assert not cache.exists()
   assert tree_digest(diffusion_run) == before
 

@@ -1,6 +1,10 @@
 """Do a conditional run's samples show their label's shape? Class accuracy on the embedded data.
 
     python tools/class_accuracy.py --workdir=/tmp/diffusion [--samples=128] [--option=guidance=3]
+    python tools/class_accuracy.py --network=/tmp/phema/phema-00010000-0.075.npz
+
+A run's workdir (its newest checkpoint, or `--best`), or a file of `jaxgen.export` or
+`jaxgen.phema` (e.g. each post-hoc EMA length of a run, to choose one by class accuracy).
 
 AC-GAN's "Inception accuracy" (Odena et al. 2017, the share of a class-conditional model's
 samples that a classifier assigns to the class they were drawn for) with a judge made for the
@@ -243,7 +247,9 @@ def parse_options(given):
 
 def parse_args(argv):
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-  parser.add_argument('--workdir', required=True)
+  source = parser.add_mutually_exclusive_group(required=True)
+  source.add_argument('--workdir', help='a jaxgen.main workdir (its newest checkpoint)')
+  source.add_argument('--network', help='a file of `jaxgen.export` or `jaxgen.phema`')
   parser.add_argument('--samples', type=int, default=128, help='samples per label')
   parser.add_argument('--best', action='store_true', help='the best checkpoint, not the latest')
   parser.add_argument('--option', action='append', default=[], metavar='NAME=VALUE',
@@ -268,11 +274,16 @@ def run(args):
   if args.output and os.path.isdir(args.output):
     raise UserError(f'--output={args.output} is a folder: give a file name')
   mesh = parallel.create_mesh()
-  restored = trained.restore(args.workdir, best=args.best, mesh=mesh, need_data=False)
+  if args.network and args.best:
+    raise UserError('--best picks a checkpoint of a --workdir; a --network has one')
+  if args.network:
+    restored = trained.load_generator(args.network)
+  else:
+    restored = trained.restore(args.workdir, best=args.best, mesh=mesh, need_data=False)
   config = restored.config
   if config.data.source != 'embedded' or not restored.recipe.num_classes:
-    raise UserError(f'{args.workdir} is not a class-conditional run on the embedded data '
-                    f'(data.source={config.data.source!r}, data.use_labels='
+    raise UserError(f'{args.network or args.workdir} is not a class-conditional run on the '
+                    f'embedded data (data.source={config.data.source!r}, data.use_labels='
                     f'{config.data.use_labels}): the judge knows only the embedded shapes')
   classes = tuple(config.data.classes) or tuple(range(len(CLASS_NAMES)))
   if args.held_out < 2 * len(classes):
@@ -311,7 +322,7 @@ def run(args):
     print(f'label {name:<8} samples judged {name}: {row["accuracy"]:.3f}   intra-class FD '
           f'{row["fd"]:6.1f} (real {row["fd_real"]:4.1f})   ({judged})')
   mean = float(np.mean([row['accuracy'] for row in rows.values()]))
-  figures = {'workdir': args.workdir, 'step': int(restored.step),
+  figures = {'run': args.network or args.workdir, 'step': int(restored.step),
              'samples_per_label': args.samples, 'options': options, 'judge_on_real': real,
              'labels': rows, 'mean': mean, 'mean_fd': float(np.mean(distances)),
              'mean_fd_real': float(np.mean(floors))}
