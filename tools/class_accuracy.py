@@ -192,7 +192,7 @@ def class_accuracy(sample, num_classes, params, samples, mesh, batch=256):
   `sample`'s images of that label (seeds 0..samples−1)."""
   from jaxgen import parallel  # pylint: disable=import-outside-toplevel
   batch = parallel.device_batch(min(batch, samples), mesh)
-  probs = []
+  outputs = []
   for label in range(num_classes):
     images = []
     for start in range(0, samples, batch):
@@ -200,8 +200,8 @@ def class_accuracy(sample, num_classes, params, samples, mesh, batch=256):
       out = np.asarray(sample(seeds, np.full((batch,), label, np.int32)))
       images.append(out[:min(batch, samples - start)])
     images = np.clip(np.concatenate(images), -1.0, 1.0).astype(np.float32)
-    probs.append(judge(params, num_classes, images))
-  return probs
+    outputs.append(judge(params, num_classes, images))
+  return outputs
 
 
 def intra_class_fd(real_features, real_labels, sample_features):
@@ -273,9 +273,9 @@ def run(args):
   options = parse_options(args.option)
   if args.output and os.path.isdir(args.output):
     raise UserError(f'--output={args.output} is a folder: give a file name')
-  mesh = parallel.create_mesh()
   if args.network and args.best:
     raise UserError('--best picks a checkpoint of a --workdir; a --network has one')
+  mesh = parallel.create_mesh()
   if args.network:
     restored = trained.load_generator(args.network)
   else:
