@@ -220,11 +220,36 @@ def test_label_dropout_zeroes_whole_label_vectors_when_training():
     ((20, (1, 2, 2, 2), ()), 'multiple of 8'),
     ((32, (1, 2), (4,)), r'EDM2UNet: attention resolution\(s\) \[4\] .* \[32, 16\]'),
     ((32, (), ()), 'channel_mult is empty'),
+    ((16, (1, 2), (8,), 16, 64), r'attention at 8x8 would have no heads: .* 32 channels'),
+    ((16, (1, 2), (8,), 16, 0), 'channels_per_head=0 must be at least 1'),
 ])
 def test_check_architecture_refuses(args, message):
   with pytest.raises(UserError, match=message) as info:
     mp.check_architecture(*args)
   assert '\n' not in str(info.value)
+
+
+def test_narrow_heads_give_attention_that_changes_the_output():
+  """channels_per_head below EDM2's 64 gives a 32-channel level a head: the attention blocks'
+  parameters exist, and the net's output differs from the same weights without them."""
+  kwargs = dict(img_resolution=8, in_channels=3, out_channels=3, model_channels=16,
+                channel_mult=(1, 2), num_blocks=1)
+  x = jax.random.normal(jax.random.key(0), (2, 8, 8, 3))
+  sigma = jnp.array([0.5, 2.0])
+  plain = mp.EDM2UNet(**kwargs, attn_resolutions=())  # 64 per head: no heads anywhere.
+  attended = mp.EDM2UNet(**kwargs, attn_resolutions=(4,), channels_per_head=16)
+  variables = attended.init(jax.random.key(1), x, sigma)
+  params = dict(variables['params'])
+  with_heads = sorted(k for k, v in params.items() if isinstance(v, dict) and 'attn_qkv' in v)
+  assert with_heads == ['dec_4x4_block0', 'dec_4x4_block1', 'dec_4x4_in0', 'enc_4x4_block0']
+  params['out_gain'] = jnp.ones(())  # Zero at initialisation, which would hide the net.
+  stripped = {k: ({n: w for n, w in v.items() if not n.startswith('attn_')}
+                  if isinstance(v, dict) else v) for k, v in params.items()}
+  assert jax.tree_util.tree_structure(stripped) == jax.tree_util.tree_structure(
+      dict(plain.init(jax.random.key(1), x, sigma)['params']))
+  with_attention = attended.apply({**variables, 'params': params}, x, sigma)
+  without_attention = plain.apply({**variables, 'params': stripped}, x, sigma)
+  assert float(jnp.abs(with_attention - without_attention).max()) > 1e-3
 
 
 # ------------------------------------------------------------------------------------------------

@@ -188,10 +188,23 @@ class Block(nn.Module):
     return x
 
 
-def check_architecture(img_resolution, channel_mult, attn_resolutions):
-  """UserError (one line) unless the resolution halves cleanly through every level and the
-  attention resolutions are among the network's (SongUNet's checks of the same)."""
+def check_architecture(img_resolution, channel_mult, attn_resolutions, model_channels=None,
+                       channels_per_head=64):
+  """UserError (one line) unless the resolution halves cleanly through every level, the
+  attention resolutions are among the network's (SongUNet's checks of the same) and each has
+  at least one head: a level narrower than channels_per_head gets none, which the official code
+  skips silently (so EDM2's bottom-level attention is off in a net that narrow)."""
   check_levels(img_resolution, channel_mult, attn_resolutions, network='EDM2UNet')
+  if model_channels is None:
+    return
+  if channels_per_head < 1:
+    raise UserError(f'EDM2UNet: channels_per_head={channels_per_head} must be at least 1')
+  for level, mult in enumerate(channel_mult):
+    res, channels = img_resolution >> level, model_channels * mult
+    if res in attn_resolutions and channels < channels_per_head:
+      raise UserError(f'EDM2UNet: attention at {res}x{res} would have no heads: that level has '
+                      f'{channels} channels, fewer than channels_per_head={channels_per_head}; '
+                      'lower channels_per_head or widen the level')
 
 
 class EDM2UNet(nn.Module):
@@ -224,7 +237,7 @@ class EDM2UNet(nn.Module):
   @nn.compact
   def __call__(self, x, noise_labels, class_labels=None, augment_labels=None, train=False):
     check_architecture(self.img_resolution, tuple(self.channel_mult),
-                       tuple(self.attn_resolutions))
+                       tuple(self.attn_resolutions), self.model_channels, self.channels_per_head)
     if self.augment_dim or augment_labels is not None:
       raise UserError('EDM2UNet takes no augmentation labels: set augment.p=0')
     want = (self.img_resolution, self.img_resolution, self.in_channels)
