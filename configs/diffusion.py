@@ -34,10 +34,12 @@ images of each class; and the intra-class Fréchet distance in that CNN's featur
 square 0.391, stripes 0.898, rings 1.000, cross 0.992 (mean 0.841; intra-class FD 22.9, 236.3,
 361.7, 353.6, 148.9); 8 % of the disc label's samples are judged squares too. With
 `--config.seed=1` and `2` the same config gives square 0.203 and 0.430 (mean 0.784, 0.838):
-seeds move these figures by about 0.2, so compare configs over several. Trained on discs and squares alone, a net of this
-size does draw squares (0.844); on the five classes EDM2's U-Net with a 4² level scores 0.797,
-0.570 and 0.523 over three seeds (1 disc sample in 128 judged a square in each), irregular
-angular shapes more than squares to the eye, and nothing tried in this budget draws squares. How this default was chosen, and every attempt at the squares with its figures:
+seeds move these figures by about 0.2, so compare configs over several. Trained on discs and
+squares alone, a net of this size does draw squares (0.844); on the five classes EDM2's U-Net
+with a 4² level scores 0.797, 0.570 and 0.523 over three seeds (1 disc sample in 128 judged a
+square in each), irregular angular shapes more than squares to the eye, and nothing tried in
+this budget draws squares. How this default was chosen, and every attempt at the squares with
+its figures:
 docs/diffusion_cpu_default.md.
 On 2-core machines this network trains ~1.6× faster split over two XLA devices (264 against 162
 images/s in `jaxgen.bench` on an earlier machine); DCGAN's quickstart does not gain (203

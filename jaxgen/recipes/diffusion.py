@@ -91,13 +91,14 @@ class Diffusion:
     if arch not in ARCHS:
       raise UserError(f'model.arch={arch!r} is not a diffusion network: choose one of '
                       f'{", ".join(ARCHS)}')
+    channels_per_head = m.get('channels_per_head', 64)  # Runs saved before the field: EDM2's.
     try:
       if arch == 'songunet':
         songunet.check_architecture(res, tuple(m.channel_mult), tuple(m.attn_resolutions),
                                     m.embedding_type, m.encoder_type, m.decoder_type)
       else:
         edm2unet.check_architecture(res, tuple(m.channel_mult), tuple(m.attn_resolutions),
-                                    m.model_channels, m.get('channels_per_head', 64))
+                                    m.model_channels, channels_per_head)
     except UserError as e:  # Name the config keys.
       raise UserError(f'data.resolution={res}, model.channel_mult={tuple(m.channel_mult)}, '
                       f'model.attn_resolutions={tuple(m.attn_resolutions)}: {e}') from None
@@ -139,8 +140,7 @@ class Diffusion:
           channel_mult_noise=m.channel_mult_noise, encoder_type=m.encoder_type,
           decoder_type=m.decoder_type)
     else:  # The noise embedding as wide as the first level, as EDM2's default.
-      model = edm2unet.EDM2UNet(**net_kwargs,
-                                channels_per_head=m.get('channels_per_head', 64))
+      model = edm2unet.EDM2UNet(**net_kwargs, channels_per_head=channels_per_head)
     self.net = precond_lib.Precond(
         kind=m.precond, sigma_data=m.sigma_data, label_dim=self.num_classes,
         beta_d=obj.vp_beta_d, beta_min=obj.vp_beta_min, epsilon_t=obj.vp_epsilon_t,
