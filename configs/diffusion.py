@@ -38,10 +38,10 @@ seeds move these figures by about 0.2, so compare configs over several. Trained 
 squares alone, a net of this size does draw squares (0.844); on the five classes EDM2's U-Net
 with a 4² level scores 0.797, 0.570 and 0.523 over three seeds (1 disc sample in 128 judged a
 square in each), irregular angular shapes more than squares to the eye, and nothing tried in
-this budget draws squares. Trained 4× as long (`--config.train.num_steps=40000`, 34.8
+this budget draws squares. Trained 4× as long (`--config.train.num_steps=40000`, 34–35
 minutes), that net's square label gives angular polygons, a few clear squares among them
-(square 0.938, mean 0.973; one seed). How this default was chosen, and every attempt at the
-squares with its figures: docs/diffusion_cpu_default.md.
+(square 0.938 and 0.906, mean 0.973 and 0.969 over two seeds). How this default was chosen,
+and every attempt at the squares with its figures: docs/diffusion_cpu_default.md.
 On 2-core machines this network trains ~1.6× faster split over two XLA devices (264 against 162
 images/s in `jaxgen.bench` on an earlier machine); DCGAN's quickstart does not gain (203
 against 213), so only this config sets `train.cpu_devices`.
