@@ -17,9 +17,10 @@ XLA devices (`train.cpu_devices`).
 Measured on 2026-12-03 on a 2-core CPU (JAX 0.10.2; a Xeon with AMX, about 1.25× faster at this
 net than 2026-12-02's 2-core machine): 8.0 minutes with start-up and two evaluations, 730
 training images/s; SWD ×10³ 41.7 at step 5,000, 38.2 at 10,000. On 2026-12-04's 2-core AMD EPYC:
-9.9 minutes, about 600 images/s, the same SWDs and class accuracies to the digit. The final grid
-(`samples/00010000.png`, ten columns: disc, square, stripes, rings, cross, twice) has clean
-round discs; concentric rings or tight spirals in nearly every ring sample; stripes as
+9.9 minutes, about 600 images/s, the same SWDs and class accuracies to the digit; on
+2026-12-05's 2-core Xeon without AMX (a shared VM), 12.1 minutes, the same class accuracies. The
+final grid (`samples/00010000.png`, ten columns: disc, square, stripes, rings, cross, twice) has
+clean round discs; concentric rings or tight spirals in nearly every ring sample; stripes as
 two-colour bands, mostly wavy, a few labyrinths; recognisable crosses or X shapes in about 7 of
 12 cross samples, fragmented marks in the rest; and in the square columns the same round blobs
 as in the disc ones. The goal — every shape of the data recognisable — is NOT met: four of the
