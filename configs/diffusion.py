@@ -42,8 +42,8 @@ square in each), irregular angular shapes more than squares to the eye, and noth
 this budget draws squares. Trained 4× as long (`--config.train.num_steps=40000`, 34–35
 minutes), that net's square label gives angular polygons, a few clear squares among them
 (square 0.938 and 0.906, mean 0.973 and 0.969 over two seeds); this default's net trained as
-long does not (0.586, irregular blobs). How this default was chosen,
-and every attempt at the squares with its figures: docs/diffusion_cpu_default.md.
+long does not (0.586, irregular blobs). How this default was chosen, and every attempt at the
+squares with its figures: docs/diffusion_cpu_default.md.
 On 2-core machines this network trains ~1.6× faster split over two XLA devices (264 against 162
 images/s in `jaxgen.bench` on an earlier machine); DCGAN's quickstart does not gain (203
 against 213), so only this config sets `train.cpu_devices`.
