@@ -2,49 +2,45 @@
 
   python -m jaxgen.main --config=configs/diffusion.py --workdir=/tmp/diffusion
 
-Needs no download. EDM's recipe — a SongUNet, EDM preconditioning and loss (log-normal σ,
-P_std 1.2, σ_data 0.5; P_mean −0.6 here, the paper's −1.2 in the presets), Adam with
-learning-rate warm-up, EMA with ramp-up, the deterministic Heun sampler with 18 steps (35
-network evaluations per image) — with a narrow U-Net at 16×16 and a short schedule for a 2-core
-CPU. The U-Net is DDPM++ with NCSN++'s residual encoder (the image, down-sampled, enters every
-level) and a skip decoder (every level adds to the output), 182 k parameters. The default is
-class-conditional on the five shapes of the embedded data (disc, square, stripes, rings, cross;
-`data.classes`), trained with label dropout 0.1 and sampled with classifier-free guidance 3;
-10,000 steps of 32 (320 kimg), lr 0.004 after a 2 kimg warm-up, decayed linearly to 0 over the
-last 30 % (`optimizer.lr_cooldown`, not in EDM), EMA half-life 1 kimg, the host split into two
-XLA devices (`train.cpu_devices`).
+Needs no download. EDM's recipe — EDM preconditioning and loss (log-normal σ, P_std 1.2, σ_data
+0.5; P_mean −0.6 here, the paper's −1.2 in the presets), Adam with learning-rate warm-up, EMA
+with ramp-up, the deterministic Heun sampler with 18 steps (35 network evaluations per image) —
+with EDM2's network (Karras et al. 2024): the magnitude-preserving U-Net with forced weight
+normalisation, its loss weighted by the learned uncertainty, Adam β2 0.99, here narrow and
+shallow for a 2-core CPU (16, 32 and 32 channels at 16², 8² and 4², one block each, 299 k
+parameters). The default is class-conditional on the five shapes of the embedded data (disc,
+square, stripes, rings, cross; `data.classes`), trained with label dropout 0.1 and sampled with
+classifier-free guidance 3; 10,000 steps of 32 (320 kimg), lr 0.03 after a 2 kimg warm-up,
+decayed linearly to 0 over the last 30 % (`optimizer.lr_cooldown`, not in EDM), EMA half-life 1
+kimg, the host split into two XLA devices (`train.cpu_devices`). Until 2026-12-05 the default
+was EDM's own SongUNet (DDPM++ with a residual encoder and skip decoder, 182 k parameters, lr
+0.004, Adam β2 0.999): `--config=configs/diffusion.py:songunet_cpu`.
 
-Measured on 2026-12-03 on a 2-core CPU (JAX 0.10.2; a Xeon with AMX, about 1.25× faster at this
-net than 2026-12-02's 2-core machine): 8.0 minutes with start-up and two evaluations, 730
-training images/s; SWD ×10³ 41.7 at step 5,000, 38.2 at 10,000. On 2026-12-04's 2-core AMD EPYC:
-9.9 minutes, about 600 images/s, the same SWDs and class accuracies to the digit; on
-2026-12-05's 2-core Xeon without AMX (a shared VM), 12.1 minutes, the same class accuracies. The
-final grid (`samples/00010000.png`, ten columns: disc, square, stripes, rings, cross, twice) has
-clean round discs; concentric rings or tight spirals in nearly every ring sample; stripes as
-two-colour bands, mostly wavy, a few labyrinths; recognisable crosses or X shapes in about 7 of
-12 cross samples, fragmented marks in the rest; and in the square columns the same round blobs
-as in the disc ones. The goal — every shape of the data recognisable — is NOT met: four of the
-five shapes come out, squares do not. A square differs from a disc of its size by a few corner
-pixels at a random orientation, and the trained denoiser uses the label little where the shape
-is laid out: on real squares with noise, the disc label's squared error is 14 % above the square
-label's at σ 0.1–0.2, 8 % at 0.5, 1.6 % at 1 and under 1 % from 1.4 up. Class accuracy measures
-the samples (`python tools/class_accuracy.py --workdir=RUN`: the share of a label's samples that
-a CNN trained on other embedded images assigns to that label, right about 99.3–100 % of real
-images of each class; and the intra-class Fréchet distance in that CNN's features, against
-2.2–16.7 between two sets of real images). On this run, 128 samples per label: disc 0.922,
-square 0.391, stripes 0.898, rings 1.000, cross 0.992 (mean 0.841; intra-class FD 22.9, 236.3,
-361.7, 353.6, 148.9); 8 % of the disc label's samples are judged squares too. With
-`--config.seed=1` and `2` the same config gives square 0.203 and 0.430 (mean 0.784, 0.838):
-seeds move these figures by about 0.2, so compare configs over several. Trained on discs and
-squares alone, a net of this size does draw squares (0.844); on the five classes EDM2's U-Net
-with a 4² level scores 0.797, 0.570 and 0.523 over three seeds (1 disc sample in 128 judged a
-square in each), irregular angular shapes more than squares to the eye, and nothing tried in
-this budget draws squares. Trained 4× as long (`--config.train.num_steps=40000`, 34–35
-minutes), that net's square label gives angular polygons, a few clear squares among them
-(square 0.938 and 0.906, mean 0.973 and 0.969 over two seeds); this default's net trained as
-long does not (0.586, irregular blobs). How this default was chosen, and every attempt at the
-squares with its figures: docs/diffusion_cpu_default.md.
-On 2-core machines this network trains ~1.6× faster split over two XLA devices (264 against 162
+Measured on 2026-12-04 on a 2-core AMD EPYC (JAX 0.10.2): 9.1 minutes with start-up and two
+evaluations; SWD ×10³ 58.1 at step 5,000, 50.4 at 10,000. On 2026-12-05's 2-core Xeon without
+AMX (a shared VM, 250–600 images/s), 12.6 minutes to the same SWDs and class figures, digit for
+digit: on a slow 2-core machine it runs over the 10 minutes it is sized for. The final grid
+(`samples/00010000.png`, ten columns: disc, square, stripes, rings, cross, twice) has round
+discs; concentric rings or spirals in every ring sample; stripes as bands, often speckled; X,
+plus and star shapes, some ragged, for crosses; and for squares round or angular blobs. The goal
+— every shape of the data recognisable — is NOT met: squares do not come out in this budget.
+Class accuracy measures the samples (`python tools/class_accuracy.py --workdir=RUN`: the share
+of a label's samples that a CNN trained on other embedded images assigns to that label, right
+about 99.3–100 % of real images of each class; and the intra-class Fréchet distance in that
+CNN's features, against 2.2–16.7 between two sets of real images). On this run, 128 samples per
+label: disc 0.992, square 0.797, stripes 0.969, rings 1.000, cross 0.984 (mean 0.948;
+intra-class FD 47.0, 129.9, 133.3, 17.9, 236.6, mean 113.0); 1 disc sample in 128 is judged a
+square. With `--config.seed=1` and `2` the same config gives square 0.570 and 0.523 (mean 0.903,
+0.895): seeds move these figures by about 0.2, so compare configs over several. The previous
+default scores square 0.391, 0.203 and 0.430 (mean 0.841, 0.784, 0.838) over the same three
+seeds and draws sharper two-colour stripes (SWD 38.2 against 50.4), but its net does not learn
+the squares with more images, and this one does: trained 4× as long
+(`--config.train.num_steps=40000`, 34–35 minutes on the EPYC) this default's square label gives
+angular polygons, a few clear squares among them (square 0.938 and 0.906, mean 0.973 and 0.969
+over two seeds), where the previous default's gives irregular blobs (0.586, mean 0.898). How
+this default was chosen, and every attempt at the squares with its figures:
+docs/diffusion_cpu_default.md.
+On 2-core machines the SongUNet trains ~1.6× faster split over two XLA devices (264 against 162
 images/s in `jaxgen.bench` on an earlier machine); DCGAN's quickstart does not gain (203
 against 213), so only this config sets `train.cpu_devices`.
 On your own images: `--config.data.source=folder:PATH --config.data.classes=()` and, for a
@@ -81,6 +77,10 @@ Presets (`--config=configs/diffusion.py:NAME`); data through `--config.data.sour
            Point data.source at ImageNet's train folder (one sub-folder per class).
   bench    the benchmark of `python -m jaxgen.bench` (`cifar10` on the embedded data at 32×32,
            bf16 compute): training images/s and sampling images/s at 35 evaluations.
+  songunet_cpu  the CPU default until 2026-12-05: the same run with EDM's SongUNet (16 and 32
+           channels, residual encoder, skip decoder; 182 k parameters), EDM's loss, lr 0.004,
+           Adam β2 0.999. 8.0–12.1 minutes on 2-core CPUs, SWD 41.7 / 38.2, square 0.391, mean
+           class accuracy 0.841 (seed 0).
 """
 
 import ml_collections
@@ -108,22 +108,24 @@ def get_config(preset=''):
   config.data.tfds_download = True  # Try to download and prepare missing tfds data.
   config.data.num_threads = 4  # Host threads decoding examples.
 
-  # Model (jaxgen/models/songunet.py, jaxgen/models/precond.py): the denoiser D(x; σ) =
-  # c_skip·x + c_out·F(c_in·x, c_noise) with F a SongUNet. EDM's DDPM++ is 128 channels,
-  # channel_mult (2, 2, 2), 4 blocks per resolution, attention at 16²; this one is narrow and
-  # shallow (182 k parameters: 16 and 32 channels at 16² and 8²; one block each; no attention).
+  # Model (jaxgen/models/edm2unet.py, jaxgen/models/songunet.py, jaxgen/models/precond.py): the
+  # denoiser D(x; σ) = c_skip·x + c_out·F(c_in·x, c_noise). Here F is EDM2's magnitude-preserving
+  # U-Net, narrow and shallow: 299 k parameters, 16, 32 and 32 channels at 16², 8² and 4², one
+  # block each, no attention (a 32-channel level has no 64-channel head), a 64-wide embedding.
+  # EDM's DDPM++ (the presets' SongUNet) is 128 channels, channel_mult (2, 2, 2), 4 blocks per
+  # resolution, attention at 16²; `:songunet_cpu` is the narrow SongUNet of the previous default.
   config.model = ml_collections.ConfigDict()
   config.model.name = 'diffusion'
   # 'songunet' (EDM's DDPM++/NCSN++, jaxgen/models/songunet.py) | 'edm2' (EDM2's
   # magnitude-preserving U-Net, jaxgen/models/edm2unet.py; embedding_type, channel_mult_noise
   # and the encoder/decoder types are SongUNet's only).
-  config.model.arch = 'songunet'
+  config.model.arch = 'edm2'
   # EDM2's learned uncertainty u(σ) (used by objective.name='edm2'): Fourier features feeding it.
   config.model.logvar_channels = 128
   config.model.precond = 'edm'  # 'edm' | 'vp' (DDPM) | 've' (score SDE): c_skip, c_out, c_in, c_noise.
   config.model.sigma_data = 0.5  # EDM's σ_data: the data's standard deviation.
   config.model.model_channels = 16
-  config.model.channel_mult = (1, 2)
+  config.model.channel_mult = (1, 2, 2)
   config.model.channel_mult_emb = 4
   config.model.num_blocks = 1
   config.model.attn_resolutions = ()
@@ -145,7 +147,9 @@ def get_config(preset=''):
 
   # Objective (jaxgen/objectives/diffusion.py): the loss of `model.precond`'s paper.
   config.objective = ml_collections.ConfigDict()
-  config.objective.name = 'edm'  # 'edm' | 'vp' | 've' | 'edm2' (EDM's with learned uncertainty)
+  # 'edm' | 'vp' | 've' | 'edm2' (EDM's, weighted by EDM2's learned uncertainty; needs
+  # model.logvar_channels > 0). The presets but edm2_img64 use their paper's own.
+  config.objective.name = 'edm2'
   # EDM: ln σ ~ N(P_mean, P_std²), −1.2 in the paper. −0.6 trains more at the noise levels where
   # layout forms: SWD 45.2 against 51.7 after 1,000 steps (with lr 0.004 against 0.002).
   config.objective.P_mean = -0.6
@@ -161,9 +165,12 @@ def get_config(preset=''):
   config.augment = ml_collections.ConfigDict()
   config.augment.p = 0.0  # 0.12 for CIFAR-10, 0.15 for FFHQ.
 
-  # Optimizer: Adam (0.9, 0.999, 1e-8) as EDM; lr ramps linearly over lr_rampup_kimg.
+  # Optimizer: Adam (0.9, 0.99, 1e-8) as EDM2 (EDM: β2 0.999); lr ramps linearly over
+  # lr_rampup_kimg. EDM2's forced weight normalisation makes the lr a relative step per update:
+  # 0.03 here (0.01 for EDM2's ImageNet nets; EDM's SongUNet: 1e-3 at batch 512 for 56 M
+  # parameters, 0.004 for `:songunet_cpu`).
   config.optimizer = ml_collections.ConfigDict()
-  config.optimizer.lr = 4e-3  # EDM: 1e-3 at batch 512 for 56 M parameters.
+  config.optimizer.lr = 0.03
   config.optimizer.lr_rampup_kimg = 2.0  # 10,000 in EDM's 200 Mimg runs.
   # Linear decay to 0 over this last fraction of the run (EDM: 0, constant): a short run's
   # weights settle into flat colours instead of the EMA averaging a moving net.
@@ -172,7 +179,7 @@ def get_config(preset=''):
   # e.g. 70,000 · 2048 images); 0 = none, as EDM.
   config.optimizer.lr_decay_kimg = 0.0
   config.optimizer.b1 = 0.9
-  config.optimizer.b2 = 0.999
+  config.optimizer.b2 = 0.99
   config.optimizer.eps = 1e-8
 
   # Schedule.
@@ -249,14 +256,19 @@ def get_config(preset=''):
     config.model.dtype = 'bfloat16'
   elif preset == 'edm2_img64':
     _edm2_img64(config)
+  elif preset == 'songunet_cpu':
+    _songunet_cpu(config)
   elif preset and preset not in ('cifar10', 'ncsnpp'):
     raise ValueError(f'unknown preset {preset!r}: use cifar10, ncsnpp, ffhq64, vp, ve, '
-                     'edm2_img64 or bench')
+                     'edm2_img64, songunet_cpu or bench')
   return config
 
 
 def _edm_cifar10(config):
   """EDM's `train.py` defaults for CIFAR-10 (DDPM++, EDM preconditioning and loss)."""
+  config.model.arch = 'songunet'
+  config.objective.name = 'edm'
+  config.optimizer.b2 = 0.999
   config.data.source = 'tfds:cifar10:train'
   config.data.resolution = 32
   config.data.classes = ()
@@ -332,6 +344,15 @@ def _edm2_img64(config):
   config.eval.batch_size = 512
   config.checkpoint.every_steps = 1_000
   config.checkpoint.best_metric = 'fid10k'
+
+
+def _songunet_cpu(config):
+  """The CPU default until 2026-12-05: EDM's recipe with a narrow SongUNet (182 k parameters)."""
+  config.model.arch = 'songunet'
+  config.model.channel_mult = (1, 2)
+  config.objective.name = 'edm'
+  config.optimizer.lr = 4e-3
+  config.optimizer.b2 = 0.999
 
 
 def _ncsnpp(config):

@@ -82,10 +82,13 @@ STYLEGAN_RUN = {'model.mbstd_num_splits': 4}
 
 
 # Overrides that make configs/diffusion.py tiny: unconditional on all ten embedded classes
-# (conditional sampling has tests of its own), 16×16, a 2-level U-Net of 8 channels (attention
-# at 8², dropout and EDM's augmentation on), batch 8, 6 steps (the lr decaying over the last 3),
+# (conditional sampling has tests of its own), 16×16, EDM's recipe with a 2-level SongUNet of 8
+# channels (attention at 8², dropout and EDM's augmentation on; EDM2's U-Net, the CPU default's,
+# has tests of its own in test_edm2unet.py), batch 8, 6 steps (the lr decaying over the last 3),
 # a 3-step Heun sampler.
 DIFFUSION_TINY = {
+    'model.arch': 'songunet', 'objective.name': 'edm', 'optimizer.lr': 4e-3,
+    'optimizer.b2': 0.999,
     'data.resolution': 16, 'data.num_images': 256, 'data.num_threads': 1, 'data.classes': '()',
     'data.use_labels': False, 'model.label_dropout': 0.0, 'sampling.guidance': 1.0,
     'model.model_channels': 8, 'model.channel_mult': '(1,2)', 'model.num_blocks': 1,

@@ -84,6 +84,50 @@ def test_presets_hold_the_official_hyperparameters():
           ffhq.sampling.num_steps) == (256, 2e-4, 0.05, 0.15, 40)
 
 
+def test_cpu_default_is_edm2s_net_with_a_4x4_level_and_the_previous_one_a_preset():
+  """The net, loss and optimiser the README's CPU figures were measured with (five classes)."""
+  config = diffusion_config.get_config()
+  assert (config.model.arch, config.objective.name, config.optimizer.lr, config.optimizer.b2,
+          config.model.channel_mult) == ('edm2', 'edm2', 0.03, 0.99, (1, 2, 2))
+  assert config.data.classes == (0, 1, 3, 4, 8) and config.train.num_steps == 10_000
+  assert param_count(config, 5) == 298_944
+  previous = diffusion_config.get_config('songunet_cpu')
+  assert (previous.model.arch, previous.objective.name, previous.optimizer.lr,
+          previous.optimizer.b2) == ('songunet', 'edm', 4e-3, 0.999)
+  assert param_count(previous, 5) == 182_246
+
+
+def test_the_cpu_default_trains_and_samples_each_label(tmp_path):
+  """The shipped default end to end — EDM2's U-Net and loss, five classes, guidance 3 — with
+  only its length and evaluation sizes cut: it trains, and `generate --class` draws each label
+  from the same latents differently."""
+  workdir = tmp_path / 'run'
+  sizes = {'train.batch_size': 8, 'train.num_steps': 4, 'data.num_images': 200,
+           'data.num_threads': 1, 'eval.num_images': 32, 'eval.batch_size': 32,
+           'eval.every_steps': 4, 'sampling.num_steps': 3, 'checkpoint.every_steps': 4,
+           'log.every_steps': 1, 'log.num_samples': 10, 'optimizer.lr_rampup_kimg': 0.008}
+  result = subprocess.run(
+      [sys.executable, '-m', 'jaxgen.main', '--config=configs/diffusion.py',
+       f'--workdir={workdir}', *[f'--config.{k}={v}' for k, v in sizes.items()]],
+      cwd=REPO, capture_output=True, text=True, env=env_with_devices(1), timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "'denoiser': 298944" in result.stderr + result.stdout
+  scalars = read_scalars(workdir)
+  assert set(scalars['eval/swd/avg']) == {4} and math.isfinite(scalars['eval/swd/avg'][4])
+  images = {}
+  for label in (0, 1):
+    outdir = tmp_path / f'class{label}'
+    run_module('jaxgen.generate', f'--workdir={workdir}', f'--outdir={outdir}', '--seeds=0-1',
+               '--steps=3', f'--class={label}')
+    images[label] = read_pngs(outdir)
+    assert sorted(images[label]) == ['seed0000.png', 'seed0001.png']
+    assert images[label]['seed0000.png'].shape == (16, 16, 3)
+  # 4 steps from an init whose label embedding is small: the labels move pixels by a few levels
+  # at least (guidance 3 amplifies their difference), not by nothing.
+  for name in images[0]:
+    assert np.abs(images[0][name].astype(int) - images[1][name].astype(int)).max() >= 1, name
+
+
 def test_learning_rate_warmup_and_ema_of_the_shared_run(diffusion_run):
   """The lr and EMA decay every step of the shared run logged (log.every_steps = 1): EDM's
   ramp lr·min(images shown before the step / warm-up images, 1), 16 warm-up images at batch 8,
