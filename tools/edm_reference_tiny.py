@@ -5,9 +5,10 @@
 
 Trains NVlabs' EDMPrecond around its SongUNet with its EDMLoss, as its `training_loop.py` steps
 (loss.sum() / batch, the lr ramp, NaN-to-num of the gradients, Adam, the EMA with ramp-up), with
-the narrow U-Net and schedule of `configs/diffusion.py` (16 channels, one block, no attention,
-16×16, batch 32, lr 4e-3 over a 2 kimg ramp, P_mean as given; channel_mult [1, 2, 2] as the
-default had it until 2026-12-02, `--channel_mult=1,2` for today's), unconditional, on the
+the narrow SongUNet and schedule of `configs/diffusion.py:songunet_cpu` (the CPU default until
+2026-12-05: 16 channels, one block, no attention, 16×16, batch 32, lr 4e-3 over a 2 kimg ramp,
+P_mean as given; channel_mult [1, 2, 2] as the default had it until 2026-12-02,
+`--channel_mult=1,2` for the preset's), unconditional, on the
 embedded procedural images that `jaxgen.data.procedural` draws (optionally only some classes),
 in a random order of its own. `--lr_cooldown` decays the lr linearly to 0 over that last fraction
 of the steps, as `optimizer.lr_cooldown` does. Every 2,000 steps and at the end it writes
