@@ -266,9 +266,7 @@ def get_config(preset=''):
 
 def _edm_cifar10(config):
   """EDM's `train.py` defaults for CIFAR-10 (DDPM++, EDM preconditioning and loss)."""
-  config.model.arch = 'songunet'
-  config.objective.name = 'edm'
-  config.optimizer.b2 = 0.999
+  _edm_network_and_loss(config)
   config.data.source = 'tfds:cifar10:train'
   config.data.resolution = 32
   config.data.classes = ()
@@ -346,13 +344,18 @@ def _edm2_img64(config):
   config.checkpoint.best_metric = 'fid10k'
 
 
+def _edm_network_and_loss(config):
+  """EDM's own choices where the CPU default takes EDM2's: SongUNet, EDM's loss, Adam β2 0.999."""
+  config.model.arch = 'songunet'
+  config.objective.name = 'edm'
+  config.optimizer.b2 = 0.999
+
+
 def _songunet_cpu(config):
   """The CPU default until 2026-12-05: EDM's recipe with a narrow SongUNet (182 k parameters)."""
-  config.model.arch = 'songunet'
+  _edm_network_and_loss(config)
   config.model.channel_mult = (1, 2)
-  config.objective.name = 'edm'
   config.optimizer.lr = 4e-3
-  config.optimizer.b2 = 0.999
 
 
 def _ncsnpp(config):

@@ -23,10 +23,11 @@ def use_cpu_devices(count):
 
   XLA runs one small program on one CPU device on about one core; as `count` devices the batch
   is split over the mesh and each part runs on its own thread pool, e.g. 1.6× the images/s of
-  the SongUNet of configs/diffusion.py:songunet_cpu on two cores. Only the CPU platform is affected (a GPU or TPU run's
-  devices are its accelerators), and nothing is changed when `count` is 0 or when XLA_FLAGS
-  already sets the device count (launch/local.sh, multi-device tests). A negative count is
-  refused earlier, by `validation.check_config`. Returns whether it changed anything.
+  the SongUNet of configs/diffusion.py:songunet_cpu on two cores. Only the CPU platform is
+  affected (a GPU or TPU run's devices are its accelerators), and nothing is changed when
+  `count` is 0 or when XLA_FLAGS already sets the device count (launch/local.sh, multi-device
+  tests). A negative count is refused earlier, by `validation.check_config`. Returns whether it
+  changed anything.
   """
   import os  # pylint: disable=import-outside-toplevel
   if not count or CPU_DEVICE_FLAG in os.environ.get('XLA_FLAGS', ''):
