@@ -69,6 +69,7 @@ def get_config(preset=''):
   config.data.channels = 3
   config.data.num_images = 20000  # Size of the embedded dataset (it is procedural).
   config.data.classes = ()  # Embedded data: keep only these classes (e.g. (0, 1)); () = all.
+  config.data.rotation = 1.0  # Embedded data: shapes rotated over [0, rotation·180°); 0 upright.
   config.data.seed = 0  # Which embedded images; not the data order (that is config.seed).
   config.data.xflip = False  # The classic recipe does not augment.
   config.data.use_labels = False  # True: class-conditional G and D (projection).

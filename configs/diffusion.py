@@ -9,36 +9,43 @@ with EDM2's network (Karras et al. 2024): the magnitude-preserving U-Net with fo
 normalisation, its loss weighted by the learned uncertainty, Adam β2 0.99, here narrow and
 shallow for a 2-core CPU (16, 32 and 32 channels at 16², 8² and 4², one block each, 299 k
 parameters). The default is class-conditional on the five shapes of the embedded data (disc,
-square, stripes, rings, cross; `data.classes`), trained with label dropout 0.1 and sampled with
+square, stripes, rings, cross; `data.classes`) drawn upright (`data.rotation=0`: squares and
+crosses axis-aligned, stripes vertical), trained with label dropout 0.1 and sampled with
 classifier-free guidance 3; 10,000 steps of 32 (320 kimg), lr 0.03 after a 2 kimg warm-up,
 decayed linearly to 0 over the last 30 % (`optimizer.lr_cooldown`, not in EDM), EMA half-life 1
 kimg, the host split into two XLA devices (`train.cpu_devices`). Until 2026-12-05 the default
 was EDM's own SongUNet (DDPM++ with a residual encoder and skip decoder, 182 k parameters, lr
-0.004, Adam β2 0.999): `--config=configs/diffusion.py:songunet_cpu`.
+0.004, Adam β2 0.999) on the shapes at any angle: `--config=configs/diffusion.py:songunet_cpu`.
 
-Measured on 2026-12-04 on a 2-core AMD EPYC (JAX 0.10.2): 9.1 minutes with start-up and two
-evaluations; SWD ×10³ 58.1 at step 5,000, 50.4 at 10,000. On 2026-12-05's 2-core Xeon without
-AMX (a shared VM, 250–600 images/s), 12.6 minutes to the same SWDs and class figures, digit for
-digit: on a slow 2-core machine it runs over the 10 minutes it is sized for. The final grid
-(`samples/00010000.png`, ten columns: disc, square, stripes, rings, cross, twice) has round
-discs; concentric rings or spirals in every ring sample; stripes as bands, often speckled; X,
-plus and star shapes, some ragged, for crosses; and for squares round or angular blobs. The goal
-— every shape of the data recognisable — is NOT met: squares do not come out in this budget.
-Class accuracy measures the samples (`python tools/class_accuracy.py --workdir=RUN`: the share
-of a label's samples that a CNN trained on other embedded images assigns to that label, right
-about 99.3–100 % of real images of each class; and the intra-class Fréchet distance in that
-CNN's features, against 2.2–16.7 between two sets of real images). On this run, 128 samples per
-label: disc 0.992, square 0.797, stripes 0.969, rings 1.000, cross 0.984 (mean 0.948;
-intra-class FD 47.0, 129.9, 133.3, 17.9, 236.6, mean 113.0); 1 disc sample in 128 is judged a
-square. With `--config.seed=1` and `2` the same config gives square 0.570 and 0.523 (mean 0.903,
-0.895): seeds move these figures by about 0.2, so compare configs over several. The previous
-default scores square 0.391, 0.203 and 0.430 (mean 0.841, 0.784, 0.838) over the same three
-seeds and draws sharper two-colour stripes (SWD 38.2 against 50.4), but its net does not learn
-the squares with more images, and this one does: trained 4× as long
-(`--config.train.num_steps=40000`, 34–35 minutes on the EPYC) this default's square label gives
-angular polygons, a few clear squares among them (square 0.938 and 0.906, mean 0.973 and 0.969
-over two seeds), where the previous default's gives irregular blobs (0.586, mean 0.898). How
-this default was chosen, and every attempt at the squares with its figures:
+Measured on 2026-12-05 on a 2-core Xeon without AMX (JAX 0.10.2; a shared VM running 230–560
+images/s): 14.5, 13.3 and 12.3 minutes with start-up and two evaluations over three training
+seeds; the same network, batch and steps ran in 9.1 minutes on 2026-12-04's 2-core AMD EPYC (on
+shapes at any angle, which cost the same to draw). SWD ×10³ 71.1 → 57.4 (seed 0), 62.5 → 48.8
+(seed 1), 65.4 → 55.5 (seed 2) from step 5,000 to 10,000. The final grid
+(`samples/00010000.png`, ten columns: disc, square, stripes, rings, cross, twice) has every
+shape: upright squares with straight edges, plus-shaped crosses, concentric rings, vertical
+stripes (in several colours where the data has two), and discs, some of them octagonal. Class
+accuracy (`python tools/class_accuracy.py --workdir=RUN`: the share of a label's samples that a
+CNN trained on other embedded images, of every orientation, assigns to that label; right about
+99.3–100 % of real images of each class), 128 samples per label, seeds 0, 1 and 2: disc 0.695 /
+0.789 / 0.805, square 0.984 / 1.000 / 0.992, stripes 1.000 (all three), rings 1.000 (all three),
+cross 0.961 / 0.961 / 1.000 (mean 0.928 / 0.950 / 0.959); the discs that miss are judged
+squares. Intra-class Fréchet distance in that CNN's features (against 1.3–13.3 between two sets
+of real images): disc 110.6 / 79.0 / 190.6, square 55.6 / 57.3 / 124.6, stripes 715.1 / 746.4 /
+282.6 (the colours), rings 46.3 / 80.3 / 75.2, cross 41.3 / 57.2 / 78.7.
+
+On the shapes at any angle (`--config.data.rotation=1`, the dataset as the GAN configs see it)
+the same config does NOT draw squares in this budget: round or angular blobs for the square
+label (judged square 0.797, 0.570, 0.523 over three seeds; mean 0.948, 0.903, 0.895; SWD 58.1 →
+50.4 at seed 0, 9.1 minutes on the EPYC), while discs, rings, stripes and crosses come out. The
+mean of a square's orientations is a round blob, and the denoiser has to break that symmetry
+where the outline is laid out; trained on rotated squares alone for the 64 kimg a five-class run
+gives each label it draws blobs, on upright squares alone clean squares. Trained 4× as long
+(`--config.data.rotation=1 --config.train.num_steps=40000`, 34–35 minutes on the EPYC) it draws
+angular polygons and a few clear rotated squares (square 0.938 and 0.906 over two seeds). The
+previous default (`:songunet_cpu`) scores square 0.391, 0.203 and 0.430 there (mean 0.841,
+0.784, 0.838) and does not learn the squares with more images (0.586 at 40,000 steps). How this
+default was chosen, and every attempt at the squares with its figures:
 docs/diffusion_cpu_default.md.
 On 2-core machines the SongUNet trains ~1.6× faster split over two XLA devices (264 against 162
 images/s in `jaxgen.bench` on an earlier machine); DCGAN's quickstart does not gain (203
@@ -100,6 +107,7 @@ def get_config(preset=''):
   # The five shapes of the embedded data (disc, square, stripes, rings, cross): the ten, with
   # their pixel-scale textures at 16², show no shapes in this budget (see above).
   config.data.classes = (0, 1, 3, 4, 8)  # Embedded data: keep only these classes; () = all ten.
+  config.data.rotation = 0.0  # Embedded data: shapes rotated over [0, rotation·180°); 0 upright.
   config.data.seed = 0  # Which embedded images; not the data order (that is config.seed).
   config.data.xflip = False  # Dataset x-flips (EDM's `--xflip`); the augmentation flips too.
   config.data.use_labels = True  # Class-conditional (EDM's `--cond=1`); False: unconditional.
@@ -270,6 +278,7 @@ def _edm_cifar10(config):
   config.data.source = 'tfds:cifar10:train'
   config.data.resolution = 32
   config.data.classes = ()
+  config.data.rotation = 1.0
   config.data.use_labels = False  # True: the conditional model (label_dropout 0.1 for guidance).
   config.model.label_dropout = 0.0
   config.sampling.guidance = 1.0
@@ -305,6 +314,7 @@ def _edm2_img64(config):
   config.data.source = 'folder:/path/to/imagenet/train'  # One sub-folder per class.
   config.data.resolution = 64
   config.data.classes = ()
+  config.data.rotation = 1.0
   config.data.use_labels = True
   config.model.arch = 'edm2'
   config.model.model_channels = 192
@@ -354,6 +364,7 @@ def _edm_network_and_loss(config):
 def _songunet_cpu(config):
   """The CPU default until 2026-12-05: EDM's recipe with a narrow SongUNet (182 k parameters)."""
   _edm_network_and_loss(config)
+  config.data.rotation = 1.0
   config.model.channel_mult = (1, 2)
   config.optimizer.lr = 4e-3
 

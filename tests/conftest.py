@@ -90,7 +90,7 @@ DIFFUSION_TINY = {
     'model.arch': 'songunet', 'objective.name': 'edm', 'optimizer.lr': 4e-3,
     'optimizer.b2': 0.999,
     'data.resolution': 16, 'data.num_images': 256, 'data.num_threads': 1, 'data.classes': '()',
-    'data.use_labels': False, 'model.label_dropout': 0.0, 'sampling.guidance': 1.0,
+    'data.rotation': 1.0, 'data.use_labels': False, 'model.label_dropout': 0.0, 'sampling.guidance': 1.0,
     'model.model_channels': 8, 'model.channel_mult': '(1,2)', 'model.num_blocks': 1,
     'model.attn_resolutions': '(8,)', 'model.dropout': 0.1, 'augment.p': 0.5,
     'optimizer.lr_rampup_kimg': 0.016, 'optimizer.lr_cooldown': 0.5, 'train.ema_kimg': 0.02,

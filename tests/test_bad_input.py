@@ -255,6 +255,13 @@ CASES = [
          overrides={'data.classes': '(0,10)'}),
     Case('embedded-class-repeated', 'data.classes=(3, 3) must be distinct labels',
          overrides={'data.classes': '(3,3)'}),
+    Case('embedded-rotation-above-1', 'data.rotation=1.5 must be a number in [0, 1]',
+         overrides={'data.rotation': 1.5}),
+    Case('embedded-rotation-negative', 'data.rotation=-0.25 must be a number in [0, 1]',
+         overrides={'data.rotation': -0.25}),
+    Case('folder-rotation', 'data.rotation=0.0 narrows the shapes of the embedded dataset only',
+         overrides={'data.rotation': 0.0},
+         setup=lambda tmp: (tmp / 'a.png').touch() or {'data.source': f'folder:{tmp}'}),
 ]
 
 

@@ -59,6 +59,51 @@ def test_procedural_period_floor_leaves_32_and_up_unchanged():
     np.testing.assert_allclose(images.astype(int), fixture[name].astype(int), atol=1)
 
 
+def _axis_aligned_fill(image):
+  """Share of the foreground's bounding box that the foreground fills (1 for an upright box), in
+  an image drawn white on black (whose background tilt stays under 0.3 · 255)."""
+  foreground = image.mean(-1) > 127.5
+  rows, cols = np.nonzero(foreground)
+  box = (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)
+  return foreground.sum() / box
+
+
+def test_procedural_rotation_narrows_orientations_and_keeps_the_rest():
+  squares = range(1, 400, 10)  # Label 1, at 64² so that an edge's angle shows.
+  white_on_black = ((0, 0, 0), (1, 1, 1))
+  upright = [procedural.render(i, 64, palette=white_on_black, rotation=0.0) for i in squares]
+  rotated = [procedural.render(i, 64, palette=white_on_black) for i in squares]
+  assert [l for _, l in upright] == [l for _, l in rotated] == [1] * 40
+  # An upright square fills its bounding box but for its anti-aliased rim.
+  fills = [_axis_aligned_fill(im) for im, _ in upright]
+  assert min(fills) > 0.9, fills  # 0.95 at the least (the rim), 0.998 on average.
+  # A square at θ fills 1/(1 + sin 2θ) of its box, 2/π ≈ 0.64 on average over the angles.
+  assert np.mean([_axis_aligned_fill(im) for im, _ in rotated]) < 0.8
+  # The angle is scaled, not redrawn: the background, the square's size and its centre are the
+  # same (none of these 40 touches the border; the thresholded areas differ by the rim, ≤ 7 %).
+  for (a, _), (b, _) in zip(upright, rotated):
+    np.testing.assert_array_equal(a[0, 0], b[0, 0])
+    fa, fb = a.mean(-1) > 127.5, b.mean(-1) > 127.5
+    assert abs(fa.sum() / fb.sum() - 1) < 0.1
+    np.testing.assert_allclose(np.argwhere(fa).mean(0), np.argwhere(fb).mean(0), atol=1)
+  # A disc, which has no orientation, is the same image (±1: rounding of rotated coordinates).
+  np.testing.assert_allclose(procedural.render(20, 32, rotation=0.0)[0].astype(int),
+                             procedural.render(20, 32)[0].astype(int), atol=1)
+  # rotation=1 is the dataset itself, bit for bit.
+  np.testing.assert_array_equal(procedural.render(31, 32, rotation=1.0)[0],
+                                procedural.render(31, 32)[0])
+  source = procedural.ProceduralSource(16, num_images=10, classes=(1,), rotation=0.0)
+  np.testing.assert_array_equal(source[3]['image'], procedural.render(31, 16, rotation=0.0)[0])
+  for bad in (-0.1, 1.01, True, '0'):
+    with pytest.raises(UserError, match='data.rotation'):
+      procedural.ProceduralSource(16, rotation=bad)
+  # The config field reaches the source; configs without it (runs from before) get the dataset.
+  config = tiny_config(**{'data.rotation': 0.0})
+  assert create_source(config.data).rotation == 0.0
+  del config.data.rotation
+  assert create_source(config.data).rotation == 1.0
+
+
 def test_procedural_grayscale_channel():
   image, _ = procedural.render(3, 16, channels=1)
   assert image.shape == (16, 16, 1)

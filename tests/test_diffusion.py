@@ -85,15 +85,17 @@ def test_presets_hold_the_official_hyperparameters():
 
 
 def test_cpu_default_is_edm2s_net_with_a_4x4_level_and_the_previous_one_a_preset():
-  """The net, loss and optimiser the README's CPU figures were measured with (five classes)."""
+  """The net, loss, optimiser and data the README's CPU figures were measured with (five
+  upright classes); the previous default on the dataset's shapes at any angle, as measured."""
   config = diffusion_config.get_config()
   assert (config.model.arch, config.objective.name, config.optimizer.lr, config.optimizer.b2,
           config.model.channel_mult) == ('edm2', 'edm2', 0.03, 0.99, (1, 2, 2))
   assert config.data.classes == (0, 1, 3, 4, 8) and config.train.num_steps == 10_000
+  assert config.data.rotation == 0.0
   assert param_count(config, 5) == 298_944
   previous = diffusion_config.get_config('songunet_cpu')
   assert (previous.model.arch, previous.objective.name, previous.optimizer.lr,
-          previous.optimizer.b2) == ('songunet', 'edm', 4e-3, 0.999)
+          previous.optimizer.b2, previous.data.rotation) == ('songunet', 'edm', 4e-3, 0.999, 1.0)
   assert param_count(previous, 5) == 182_246
 
 

@@ -9,28 +9,28 @@ A run's workdir (its newest checkpoint, or `--best`), or a file of `jaxgen.expor
 AC-GAN's "Inception accuracy" (Odena et al. 2017, the share of a class-conditional model's
 samples that a classifier assigns to the class they were drawn for) with a judge made for the
 embedded data: a small CNN trained on embedded images the run never saw (`data.seed` + 1), at
-the run's resolution and classes, with Gaussian noise of a random strength added (σ up to 0.15
-of the [-1, 1] range) so that a sample's speckle does not decide. The judge is cached under
-`$JAXGEN_CACHE/class_judge` (default `~/.cache/jaxgen`). On the diffusion default's data (16×16,
-five classes) it is right about 99.3–100 % of held-out images of each class; a first measurement
-takes 5.5 minutes on two CPU cores (the judge's training most of it), a later one under a
-minute.
+the run's resolution and classes and at every orientation, with Gaussian noise of a random
+strength added (σ up to 0.15 of the [-1, 1] range) so that a sample's speckle does not decide.
+The judge is cached under `$JAXGEN_CACHE/class_judge` (default `~/.cache/jaxgen`). On the
+diffusion default's data (16×16, five classes) it is right about 99.3–100 % of held-out images
+of each class; a first measurement takes 5.5 minutes on two CPU cores (the judge's training most
+of it), a later one under a minute.
 
 Prints the judge's accuracy on held-out real images, then for each label the share of its
 samples judged as that label, the confusion row (which classes they were judged as) and the
 intra-class Fréchet distance: intra-FID (Miyato & Koyama 2018, FID within each class) in the
 judge's 128 hidden features instead of Inception's, between the label's samples and the held-out
-real images of its class (--held_out over all classes), beside the same distance for as many
-other real images as samples (the floor; with 128 samples in 128 dimensions the distance is
-biased upwards, so compare runs at the same --samples). Accuracy is a forced choice — an
-irregular angular blob drawn for the square label is judged a square rather than a disc — and
-the distance says how far the samples of a label are from the real images of its class. The
-samples are drawn as `jaxgen.generate` draws them, seeds 0..N−1, with the run's sampling
-settings unless overridden. A judge is a classifier, not a person: on a shape it never saw (a
-round blob drawn for the square label) its answer is one of the classes it knows, so read a
-label's row beside the rows of the classes it can be confused with (a square label's samples
-judged square as often as a disc label's are: the label is not used). `--output=FILE` also
-writes the figures as JSON.
+real images of its class (--held_out over all classes, drawn at the run's `data.rotation`),
+beside the same distance for as many other real images as samples (the floor; with 128 samples
+in 128 dimensions the distance is biased upwards, so compare runs at the same --samples).
+Accuracy is a forced choice — an irregular angular blob drawn for the square label is judged a
+square rather than a disc — and the distance says how far the samples of a label are from the
+real images of its class. The samples are drawn as `jaxgen.generate` draws them, seeds 0..N−1,
+with the run's sampling settings unless overridden. A judge is a classifier, not a person: on a
+shape it never saw (a round blob drawn for the square label) its answer is one of the classes it
+knows, so read a label's row beside the rows of the classes it can be confused with (a square
+label's samples judged square as often as a disc label's are: the label is not used).
+`--output=FILE` also writes the figures as JSON.
 """
 
 import argparse
@@ -69,10 +69,10 @@ def judge_network():
   return Judge
 
 
-def render(resolution, channels, classes, seed, count):
+def render(resolution, channels, classes, seed, count, rotation=1.0):
   """`count` embedded images in [-1, 1] and their labels (positions in `classes`)."""
   from jaxgen.data.procedural import ProceduralSource  # pylint: disable=import-outside-toplevel
-  source = ProceduralSource(resolution, count, seed, channels, classes)
+  source = ProceduralSource(resolution, count, seed, channels, classes, rotation)
   examples = [source[i] for i in range(count)]
   images = np.stack([e['image'] for e in examples]).astype(np.float32) / 127.5 - 1.0
   return images, np.array([e['label'] for e in examples], np.int32)
@@ -298,7 +298,10 @@ def run(args):
   log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
   params, _ = load_or_train_judge(resolution, channels, classes, seed, cache, log=log)
 
-  held_images, held_labels = render(resolution, channels, classes, seed + 1, args.held_out)
+  # The judge knows every orientation; the real images it compares with are the run's own.
+  rotation = config.data.get('rotation', 1.0)
+  held_images, held_labels = render(resolution, channels, classes, seed + 1, args.held_out,
+                                    rotation)
   held_probs, held_features = judge(params, len(classes), held_images)
   held = held_probs.argmax(-1)
   real = {names[k]: float((held[held_labels == k] == k).mean()) for k in range(len(classes))}
@@ -306,7 +309,7 @@ def run(args):
   distances = intra_class_fd(held_features, held_labels, [f for _, f in outputs])
   # The floor: as many other real images per class as there are samples per label.
   floor_images, floor_labels = render(resolution, channels, classes, seed + 2,
-                                      args.samples * len(classes))
+                                      args.samples * len(classes), rotation)
   floor_features = judge(params, len(classes), floor_images)[1]
   floors = intra_class_fd(held_features, held_labels,
                           [floor_features[floor_labels == k] for k in range(len(classes))])

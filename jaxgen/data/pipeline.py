@@ -46,6 +46,10 @@ def create_source(data_config):
     raise UserError(f'data.classes={classes} selects classes of the embedded dataset only; '
                     f'with data.source={spec!r} set --config.data.classes=() and point the '
                     'source at the images you want (e.g. one class folder)')
+  rotation = data_config.get('rotation', 1.0)
+  if rotation != 1.0 and kind != 'embedded':
+    raise UserError(f'data.rotation={rotation} narrows the shapes of the embedded dataset only; '
+                    f'with data.source={spec!r} set --config.data.rotation=1')
   if channels not in (1, 3):
     raise UserError(f'data.channels={channels} is not supported: use 1 (grayscale) or 3 (RGB)')
   if kind == 'embedded':
@@ -53,7 +57,7 @@ def create_source(data_config):
       raise UserError(f'the embedded dataset renders {MIN_RESOLUTION}..{MAX_RESOLUTION} pixels, '
                       f'not data.resolution={resolution}')
     return ProceduralSource(resolution, data_config.num_images, data_config.seed, channels,
-                            classes)
+                            classes, rotation)
   if kind == 'folder':
     if not rest:
       raise UserError('data.source="folder:" needs a path, e.g. "folder:/data/my_art"')

@@ -53,10 +53,11 @@ def _random_colour(rng, avoid=None):
   return 1.0 - avoid
 
 
-def _mask(label, x, y, rng, pixel):
-  """Foreground coverage in [0, 1] for one class, on coordinates x, y in [-1, 1]."""
+def _mask(label, x, y, rng, pixel, rotation=1.0):
+  """Foreground coverage in [0, 1] for one class, on coordinates x, y in [-1, 1]; the shape's
+  orientation is drawn from [0, rotation · 180°)."""
   cx, cy = rng.uniform(-0.35, 0.35, size=2)
-  angle = rng.uniform(0, np.pi)
+  angle = rng.uniform(0, np.pi) * rotation
   u, v = _rotate(x - cx, y - cy, angle)
   if label == 0:  # disc
     radius = rng.uniform(0.25, 0.6)
@@ -106,12 +107,16 @@ def _mask(label, x, y, rng, pixel):
   raise ValueError(f'unknown class {label}')
 
 
-def render(index, resolution, seed=0, channels=3, palette=None):
+def render(index, resolution, seed=0, channels=3, palette=None, rotation=1.0):
   """Draws image `index` of the dataset.
 
   `palette`, a (background, foreground) pair of RGB colours in [0, 1], paints the same
   composition in those two colours instead of its random ones (the geometry, drawn from the same
   random stream, is unchanged): the restyling of the two-domain data (jaxgen/data/unpaired.py).
+  `rotation` in [0, 1] narrows the orientations of shapes, stripes and grids to [0, rotation ·
+  180°): 0 draws them upright (squares and crosses axis-aligned, stripes vertical), 1 (the
+  dataset) at any angle. The angle is drawn from the same random stream and scaled, so every
+  other property of image `index` (label, colours, position, size) is the same at any rotation.
 
   Returns:
     (image, label): image uint8 [resolution, resolution, channels], label int in [0, 10).
@@ -128,7 +133,7 @@ def render(index, resolution, seed=0, channels=3, palette=None):
   # A faint background gradient keeps the flat area from being trivially constant.
   tilt = rng.uniform(-0.15, 0.15, size=2)
   base = background[None, None, :] + (tilt[0] * x + tilt[1] * y)[..., None]
-  mask = _mask(label, x, y, rng, pixel)[..., None]
+  mask = _mask(label, x, y, rng, pixel, rotation)[..., None]
   image = np.clip(base * (1.0 - mask) + foreground[None, None, :] * mask, 0.0, 1.0)
   if channels == 1:
     image = image @ np.array([0.299, 0.587, 0.114])[:, None]
@@ -148,19 +153,31 @@ def check_classes(classes):
   return tuple(sorted(int(c) for c in chosen))
 
 
+def check_rotation(rotation):
+  """`rotation` as a float in [0, 1]; UserError names what is wrong."""
+  from jaxgen.errors import UserError  # pylint: disable=import-outside-toplevel
+  if (isinstance(rotation, bool) or not isinstance(rotation, (int, float, np.number))
+      or not 0.0 <= rotation <= 1.0):
+    raise UserError(f'data.rotation={rotation!r} must be a number in [0, 1]: the share of the '
+                    'half-turn the embedded shapes are rotated over (0 upright, 1 any angle)')
+  return float(rotation)
+
+
 class ProceduralSource:
   """Random-access source of the procedural dataset (a grain `RandomAccessDataSource`).
 
   `classes` (labels, e.g. (0, 1, 2, 8)) keeps only those classes: image i of the source is
   image (i // k) · 10 + classes[i % k] of the full dataset (k classes, sorted), so each kept
   image is the one the full dataset holds at that index. Labels are renumbered 0..k−1 in that
-  order (a conditional model has k classes; `class_names` says which).
+  order (a conditional model has k classes; `class_names` says which). `rotation` as in
+  `render`.
   """
 
   name = 'embedded'
 
-  def __init__(self, resolution, num_images=20000, seed=0, channels=3, classes=()):
+  def __init__(self, resolution, num_images=20000, seed=0, channels=3, classes=(), rotation=1.0):
     self.resolution = resolution
+    self.rotation = check_rotation(rotation)
     self.num_images = num_images
     self.seed = seed
     self.channels = channels
@@ -174,9 +191,9 @@ class ProceduralSource:
   def __getitem__(self, index):
     block, label = divmod(int(index), len(self.classes))
     image, _ = render(block * NUM_CLASSES + self.classes[label], self.resolution, self.seed,
-                      self.channels)
+                      self.channels, rotation=self.rotation)
     return {'image': image, 'label': np.int32(label)}
 
   def __repr__(self):
     return (f'ProceduralSource(resolution={self.resolution}, num_images={self.num_images}, '
-            f'seed={self.seed}, classes={self.classes})')
+            f'seed={self.seed}, classes={self.classes}, rotation={self.rotation})')
