@@ -38,6 +38,13 @@ log = logging.getLogger(__name__)
 RESUMABLE_CHANGES = ('train.num_steps', 'log.', 'eval.every_steps', 'checkpoint.every_steps',
                      'checkpoint.keep', 'data.num_threads', 'data.cache_dir',
                      'data.tfds_data_dir')
+# Settings added after runs were recorded whose new default is not the old behaviour in every
+# config, with the value such runs had: a config.json without one is read as holding that value
+# (so resuming it with another is a different experiment). Every other added setting keeps the
+# old behaviour as its default and is only named in a warning.
+ADDED_SETTINGS = {
+    'data.rotation': 1.0,  # 2026-12-05: the diffusion CPU default draws upright shapes (0).
+}
 
 
 def check_writable(workdir):
@@ -125,10 +132,17 @@ def _flatten(tree, prefix=''):
   return flat
 
 
+def _as_recorded(saved, current):
+  """`saved` flattened, with ADDED_SETTINGS that it lacks and `current` has at their old value."""
+  flat = _flatten(saved)
+  return {**{k: v for k, v in ADDED_SETTINGS.items() if k in _flatten(current)}, **flat}
+
+
 def experiment_differences(saved, current):
   """Dotted keys whose values differ between two config dicts, ignoring RESUMABLE_CHANGES and
-  keys that only one of them has (see `settings_added_or_removed`)."""
-  a, b = _flatten(saved), _flatten(current)
+  keys that only one of them has (see `settings_added_or_removed`) but for ADDED_SETTINGS, which
+  a config without them held at their old value."""
+  a, b = _as_recorded(saved, current), _flatten(current)
   keys = sorted(set(a) & set(b))
   return [k for k in keys if a[k] != b[k]
           and not any(k == r or (r.endswith('.') and k.startswith(r)) for r in RESUMABLE_CHANGES)]
@@ -162,8 +176,10 @@ def check_experiment(workdir, config_dict, allow_change=False):
     log.warning('%s predates (or postdates) these settings of this jaxgen: %s; continuing '
                     'with their current values', path, ', '.join(changed))
   if diffs and not allow_change:
-    shown = ', '.join(f'{k}: {_flatten(saved).get(k, "<absent>")!r} → '
-                      f'{_flatten(current).get(k, "<absent>")!r}' for k in diffs[:3])
+    recorded, now = _flatten(saved), _flatten(current)
+    before = lambda k: (repr(recorded[k]) if k in recorded  # noqa: E731
+                        else f'absent, so {ADDED_SETTINGS[k]!r}')
+    shown = ', '.join(f'{k}: {before(k)} → {now[k]!r}' for k in diffs[:3])
     more = f' (+{len(diffs) - 3} more)' if len(diffs) > 3 else ''
     raise UserError(f'workdir {workdir!r} holds a different experiment ({shown}{more}): use '
                     'another --workdir, or pass --allow_config_change to continue it with '

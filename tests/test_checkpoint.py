@@ -33,6 +33,20 @@ def test_guard_checks_without_writing_and_config_is_recorded_separately(tmp_path
   assert checkpoint.settings_added_or_removed(config, newer) == ['model.sn']
 
 
+def test_a_run_from_before_an_added_setting_held_its_old_value(tmp_path):
+  # data.rotation came after runs on the embedded shapes at any angle (1.0) were recorded; the
+  # diffusion default's is 0.0. Such a run resumes at 1.0 and is another experiment at 0.0.
+  old = {'train': {'batch_size': 8}, 'data': {'source': 'embedded'}}
+  checkpoint.record_config(str(tmp_path), old)
+  at_any_angle = {'train': {'batch_size': 8}, 'data': {'source': 'embedded', 'rotation': 1.0}}
+  assert checkpoint.check_experiment(str(tmp_path), at_any_angle) is True
+  upright = {'train': {'batch_size': 8}, 'data': {'source': 'embedded', 'rotation': 0.0}}
+  with pytest.raises(UserError, match=r'data.rotation: absent, so 1.0 → 0.0'):
+    checkpoint.check_experiment(str(tmp_path), upright)
+  assert checkpoint.experiment_differences(old, upright) == ['data.rotation']
+  assert checkpoint.experiment_differences(upright, old) == []  # Removed: only a warning.
+
+
 def test_guard_refuses_another_experiment_without_touching_the_workdir(tmp_path):
   checkpoint.record_config(str(tmp_path), {'train': {'batch_size': 8}, 'x': 1})
   before = (tmp_path / 'config.json').read_text()
